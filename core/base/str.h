@@ -1,0 +1,50 @@
+/* core/base/str.h — growable strings and path helpers.
+ * lm_str owns its buffer (always NUL-terminated once anything was appended); a failed
+ * append sets `oom` and leaves the string as it was, so callers may append many times and
+ * check once. lm_path_* helpers confine user-supplied names to a directory. */
+#ifndef LM_CORE_BASE_STR_H
+#define LM_CORE_BASE_STR_H
+
+#include "core/base/error.h"
+#include "core/base/lm.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool oom;
+} lm_str;
+
+void lm_str_init(lm_str *s);
+void lm_str_fini(lm_str *s);
+void lm_str_clear(lm_str *s);
+void lm_str_append(lm_str *s, const char *text);
+void lm_str_appendn(lm_str *s, const char *text, size_t n);
+void lm_str_appendf(lm_str *s, const char *fmt, ...) LM_PRINTF(2, 3);
+void lm_str_append_json(lm_str *s, const char *text); /* quoted, escaped JSON string */
+/* "" when nothing was appended; the pointer lives until the next append or fini. */
+const char *lm_str_cstr(const lm_str *s);
+/* Hands the buffer to the caller (free with lm_free); s becomes empty. NULL on oom. */
+char *lm_str_take(lm_str *s);
+
+/* Bounded copy that always terminates; returns false when src was truncated. */
+bool lm_strlcpy(char *dst, const char *src, size_t size);
+bool lm_str_ends_with(const char *s, const char *suffix);
+/* Levenshtein distance, capped at `cap` (returns cap when larger). ASCII, case-insensitive. */
+size_t lm_str_edit_distance(const char *a, const char *b, size_t cap);
+
+/* Joins dir and name with one '/'. Returns false when the result does not fit. */
+bool lm_path_join(char *out, size_t size, const char *dir, const char *name);
+/* True when name is a safe relative name inside a directory: not empty, not absolute, no
+ * ".." component, no NUL/backslash/control characters. Used for every name from a workflow
+ * or a request before it touches the file system. */
+bool lm_path_is_confined(const char *name);
+/* Reads a whole file into a NUL-terminated buffer (free with lm_free), at most max_bytes. */
+lm_status lm_file_read(const char *path, size_t max_bytes, char **out, size_t *len_out,
+                       lm_error *err);
+/* Creates a directory and its parents (mode 0755); existing directories are fine. */
+lm_status lm_mkdirs(const char *path, lm_error *err);
+
+#endif

@@ -1,0 +1,412 @@
+/* nodes/sd3/models.c — the process-wide SD3 model manager: shared files, components and
+ * tokenizers, loaded once and counted (models.h has the contract and the memory policy).
+ *
+ * Two singly linked tables under one mutex: open files (real path -> safetensors set and
+ * what lm_sd3_detect found in it) and loaded parts (real path + kind -> object, users,
+ * last use). A part with no users stays until lm_sd3_models_free_unused/_idle; loaded
+ * objects keep their file's mapping alive by themselves, so freeing unused parts may close
+ * every file. The tables are short (a handful of models), so lookups are linear. Listing
+ * and name resolution are in models_files.c; the link objects in models_values.c. */
+#include "nodes/sd3/models.h"
+
+#include "core/base/alloc.h"
+#include "core/base/log.h"
+#include "core/base/str.h"
+#include "core/base/thread.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct file_entry {
+    struct file_entry *next;
+    char *path;            /* real path */
+    lm_safetensors *st;    /* a single file; NULL for a diffusers folder */
+    lm_sd3_diffusers *dif; /* a diffusers folder's per-component sets, else NULL */
+    bool found[LM_SD3_COMPONENT_COUNT];
+    lm_sd3_weights w[LM_SD3_COMPONENT_COUNT];
+} file_entry;
+
+struct lm_sd3_part {
+    struct lm_sd3_part *next;
+    lm_sd3_part_kind kind;
+    char *path; /* real path of the file (or tokenizer directory) */
+    int users;
+    double last_used;
+    void *obj;              /* lm_mmdit, lm_vae, lm_clip, lm_t5 or lm_clip_tokenizer */
+    lm_t5_tokenizer *t5tok; /* tokenizers only; NULL when the directory has no T5 one */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    file_entry *files;
+    lm_sd3_part *parts;
+    lm_sd3_models_stats stats;
+    int skip_t5; /* -1: not decided yet (read LOOM_SKIP_T5) */
+} mgr = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, { 0 }, -1 };
+
+/* ---- options ---- */
+
+void lm_sd3_models_set_skip_t5(bool skip)
+{
+    pthread_mutex_lock(&mgr.lock);
+    mgr.skip_t5 = skip;
+    pthread_mutex_unlock(&mgr.lock);
+}
+
+bool lm_sd3_models_skip_t5(void)
+{
+    pthread_mutex_lock(&mgr.lock);
+    if (mgr.skip_t5 < 0) {
+        const char *v = getenv("LOOM_SKIP_T5");
+        mgr.skip_t5 = v && strcmp(v, "1") == 0;
+    }
+    bool skip = mgr.skip_t5 == 1;
+    pthread_mutex_unlock(&mgr.lock);
+    return skip;
+}
+
+/* ---- files ---- */
+
+/* The real path of path (symbolic links resolved), or a copy of path when that fails. */
+static char *real_path(const char *path)
+{
+    char *rp = realpath(path, NULL);
+    char *copy = lm_strdup(rp ? rp : path);
+    free(rp);
+    return copy;
+}
+
+static void file_free(file_entry *f)
+{
+    if (!f)
+        return;
+    lm_safetensors_close(f->st);
+    lm_sd3_diffusers_close(f->dif);
+    lm_free(f->path);
+    lm_free(f);
+}
+
+/* The open file at real path rp; opens it on first use. Called with the lock held. */
+static lm_status file_get(const char *rp, file_entry **out, lm_error *err)
+{
+    for (file_entry *f = mgr.files; f; f = f->next) {
+        if (strcmp(f->path, rp) == 0) {
+            *out = f;
+            return LM_OK;
+        }
+    }
+    file_entry *f = lm_calloc(1, sizeof(*f));
+    if (!f || !(f->path = lm_strdup(rp))) {
+        lm_free(f);
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory opening %.200s", rp);
+    }
+    lm_status st;
+    if (lm_sd3_diffusers_is_folder(rp)) {
+        st = lm_sd3_diffusers_open(&f->dif, rp, f->found, f->w, err);
+    } else {
+        st = lm_safetensors_open(&f->st, rp, err);
+        if (st == LM_OK)
+            lm_sd3_detect(f->st, f->found, f->w);
+    }
+    if (st != LM_OK) {
+        file_free(f);
+        return st;
+    }
+    f->next = mgr.files;
+    mgr.files = f;
+    mgr.stats.file_opens++;
+    mgr.stats.resident_files++;
+    *out = f;
+    return LM_OK;
+}
+
+static void info_of(const file_entry *f, lm_sd3_file_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    memcpy(info->has, f->found, sizeof(info->has));
+    const lm_sd3_weights *l = &f->w[LM_SD3_CLIP_L];
+    info->clip_standalone = !f->dif && f->found[LM_SD3_CLIP_L] && l->prefix[0] == '\0';
+    if (info->clip_standalone) {
+        int64_t shape[8];
+        if (lm_sd3_weights_shape(l, "text_model.embeddings.token_embedding.weight", shape) == 2)
+            info->clip_width = (int)shape[1];
+    }
+}
+
+lm_status lm_sd3_models_probe(const char *path, lm_sd3_file_info *info, lm_error *err)
+{
+    char *rp = real_path(path);
+    if (!rp)
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory probing a model file");
+    file_entry *f = NULL;
+    pthread_mutex_lock(&mgr.lock);
+    lm_status st = file_get(rp, &f, err);
+    if (st == LM_OK)
+        info_of(f, info);
+    pthread_mutex_unlock(&mgr.lock);
+    lm_free(rp);
+    return st;
+}
+
+/* ---- parts ---- */
+
+static const char *part_name(lm_sd3_part_kind kind)
+{
+    static const char *const names[] = {
+        "MMDiT", "VAE", "CLIP-L", "CLIP-G", "T5-XXL", "tokenizers"
+    };
+    return (unsigned)kind < LM_COUNTOF(names) ? names[kind] : "?";
+}
+
+static void part_free(lm_sd3_part *p)
+{
+    if (!p)
+        return;
+    switch (p->kind) {
+    case LM_SD3_PART_MMDIT:
+        lm_mmdit_free(p->obj);
+        break;
+    case LM_SD3_PART_VAE:
+        lm_vae_free(p->obj);
+        break;
+    case LM_SD3_PART_CLIP_L:
+    case LM_SD3_PART_CLIP_G:
+        lm_clip_free(p->obj);
+        break;
+    case LM_SD3_PART_T5:
+        lm_t5_free(p->obj);
+        break;
+    case LM_SD3_PART_TOKENIZERS:
+        lm_clip_tokenizer_free(p->obj);
+        lm_t5_tokenizer_free(p->t5tok);
+        break;
+    }
+    lm_free(p->path);
+    lm_free(p);
+}
+
+/* The weights of a component of f, or an error naming the file and what is missing. */
+static lm_status component_weights(const file_entry *f, lm_sd3_part_kind kind,
+                                   const lm_sd3_weights **w, lm_error *err)
+{
+    static const lm_sd3_component comp[] = { LM_SD3_MMDIT, LM_SD3_VAE, LM_SD3_CLIP_L, LM_SD3_CLIP_G,
+                                             LM_SD3_T5XXL };
+    lm_sd3_component c = comp[kind];
+    bool standalone = !f->dif && f->found[LM_SD3_CLIP_L] && f->w[LM_SD3_CLIP_L].prefix[0] == '\0';
+    if (kind == LM_SD3_PART_CLIP_G && standalone)
+        c = LM_SD3_CLIP_L; /* a standalone CLIP file is reported as CLIP-L */
+    if (!f->found[c]) {
+        lm_errorf(err, LM_ENOTFOUND, "model_component_missing", "%.200s holds no %s", f->path,
+                  part_name(kind));
+        lm_error_hint(err, "choose a file that contains the %s weights", part_name(kind));
+        return LM_ENOTFOUND;
+    }
+    *w = &f->w[c];
+    return LM_OK;
+}
+
+static lm_status load_component(lm_sd3_part *p, const file_entry *f, lm_error *err)
+{
+    const lm_sd3_weights *w = NULL;
+    lm_status st = component_weights(f, p->kind, &w, err);
+    if (st != LM_OK)
+        return st;
+    switch (p->kind) {
+    case LM_SD3_PART_MMDIT:
+        return lm_mmdit_load((lm_mmdit **)&p->obj, w, err);
+    case LM_SD3_PART_VAE:
+        return lm_vae_load((lm_vae **)&p->obj, w, err);
+    case LM_SD3_PART_CLIP_L:
+        return lm_clip_load((lm_clip **)&p->obj, w, LM_CLIP_KIND_L, err);
+    case LM_SD3_PART_CLIP_G:
+        return lm_clip_load((lm_clip **)&p->obj, w, LM_CLIP_KIND_G, err);
+    case LM_SD3_PART_T5:
+        return lm_t5_load((lm_t5 **)&p->obj, w, err);
+    default:
+        return lm_errorf(err, LM_EINTERNAL, NULL, "bad model part kind %d", (int)p->kind);
+    }
+}
+
+/* A tokenizer directory holds clip/ and t5/; a diffusers folder tokenizer/ (CLIP-L's; CLIP-G's
+ * tokenizer_2/ has the same vocabulary) and tokenizer_3/ (T5). */
+static lm_status load_tokenizers(lm_sd3_part *p, lm_error *err)
+{
+    char sub[PATH_MAX];
+    bool dif = lm_sd3_diffusers_is_folder(p->path);
+    if (!lm_path_join(sub, sizeof(sub), p->path, dif ? "tokenizer" : "clip"))
+        return lm_errorf(err, LM_EINVAL, NULL, "tokenizer path %.200s is too long", p->path);
+    lm_status st = lm_clip_tokenizer_load((lm_clip_tokenizer **)&p->obj, sub, err);
+    if (st != LM_OK)
+        return st;
+    if (!lm_path_join(sub, sizeof(sub), p->path, dif ? "tokenizer_3" : "t5"))
+        return lm_errorf(err, LM_EINVAL, NULL, "tokenizer path %.200s is too long", p->path);
+    return lm_t5_tokenizer_load(&p->t5tok, sub, err);
+}
+
+/* Finds or loads a part. Called with the lock held. */
+static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_sd3_part **out, lm_error *err)
+{
+    for (lm_sd3_part *p = mgr.parts; p; p = p->next) {
+        if (p->kind == kind && strcmp(p->path, rp) == 0) {
+            *out = p;
+            return LM_OK;
+        }
+    }
+    lm_sd3_part *p = lm_calloc(1, sizeof(*p));
+    if (!p || !(p->path = lm_strdup(rp))) {
+        lm_free(p);
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory loading %.200s", rp);
+    }
+    p->kind = kind;
+    double t0 = lm_time_now();
+    lm_status st;
+    if (kind == LM_SD3_PART_TOKENIZERS) {
+        st = load_tokenizers(p, err);
+    } else {
+        file_entry *f = NULL;
+        st = file_get(rp, &f, err);
+        if (st == LM_OK)
+            st = load_component(p, f, err);
+    }
+    if (st != LM_OK) {
+        part_free(p);
+        return st;
+    }
+    LM_LOG_INFO("models", "loaded %s from %s in %.2f s", part_name(kind), rp, lm_time_now() - t0);
+    if (kind == LM_SD3_PART_TOKENIZERS)
+        mgr.stats.tokenizer_loads++;
+    else
+        mgr.stats.component_loads++;
+    mgr.stats.resident_parts++;
+    p->next = mgr.parts;
+    mgr.parts = p;
+    *out = p;
+    return LM_OK;
+}
+
+lm_status lm_sd3_models_acquire(lm_sd3_part **out, const char *path, lm_sd3_part_kind kind,
+                                lm_error *err)
+{
+    *out = NULL;
+    if ((unsigned)kind > LM_SD3_PART_TOKENIZERS)
+        return lm_errorf(err, LM_EINVAL, NULL, "bad model part kind %d", (int)kind);
+    char *rp = real_path(path);
+    if (!rp)
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory loading a model");
+    lm_sd3_part *p = NULL;
+    pthread_mutex_lock(&mgr.lock);
+    lm_status st = part_get(rp, kind, &p, err);
+    if (st == LM_OK) {
+        p->users++;
+        p->last_used = lm_time_now();
+        *out = p;
+    }
+    pthread_mutex_unlock(&mgr.lock);
+    lm_free(rp);
+    return st;
+}
+
+lm_sd3_part *lm_sd3_part_ref(lm_sd3_part *part)
+{
+    if (part) {
+        pthread_mutex_lock(&mgr.lock);
+        part->users++;
+        pthread_mutex_unlock(&mgr.lock);
+    }
+    return part;
+}
+
+void lm_sd3_part_release(lm_sd3_part *part)
+{
+    if (!part)
+        return;
+    pthread_mutex_lock(&mgr.lock);
+    LM_ASSERT(part->users > 0);
+    part->users--;
+    part->last_used = lm_time_now();
+    pthread_mutex_unlock(&mgr.lock);
+}
+
+const lm_mmdit *lm_sd3_part_mmdit(const lm_sd3_part *p)
+{
+    return p && p->kind == LM_SD3_PART_MMDIT ? p->obj : NULL;
+}
+
+const lm_vae *lm_sd3_part_vae(const lm_sd3_part *p)
+{
+    return p && p->kind == LM_SD3_PART_VAE ? p->obj : NULL;
+}
+
+const lm_clip *lm_sd3_part_clip(const lm_sd3_part *p)
+{
+    bool clip = p && (p->kind == LM_SD3_PART_CLIP_L || p->kind == LM_SD3_PART_CLIP_G);
+    return clip ? p->obj : NULL;
+}
+
+const lm_t5 *lm_sd3_part_t5(const lm_sd3_part *p)
+{
+    return p && p->kind == LM_SD3_PART_T5 ? p->obj : NULL;
+}
+
+const lm_clip_tokenizer *lm_sd3_part_clip_tokenizer(const lm_sd3_part *p)
+{
+    return p && p->kind == LM_SD3_PART_TOKENIZERS ? p->obj : NULL;
+}
+
+const lm_t5_tokenizer *lm_sd3_part_t5_tokenizer(const lm_sd3_part *p)
+{
+    return p && p->kind == LM_SD3_PART_TOKENIZERS ? p->t5tok : NULL;
+}
+
+const char *lm_sd3_part_path(const lm_sd3_part *p)
+{
+    return p ? p->path : "";
+}
+
+/* ---- statistics and unloading ---- */
+
+void lm_sd3_models_get_stats(lm_sd3_models_stats *out)
+{
+    pthread_mutex_lock(&mgr.lock);
+    *out = mgr.stats;
+    pthread_mutex_unlock(&mgr.lock);
+}
+
+static size_t free_parts(double idle_seconds)
+{
+    size_t freed = 0;
+    double now = lm_time_now();
+    pthread_mutex_lock(&mgr.lock);
+    for (lm_sd3_part **pp = &mgr.parts; *pp;) {
+        lm_sd3_part *p = *pp;
+        if (p->users > 0 || now - p->last_used < idle_seconds) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        part_free(p);
+        mgr.stats.resident_parts--;
+        freed++;
+    }
+    /* Loaded parts keep their mappings alive themselves: files are only needed to load. */
+    while (mgr.files) {
+        file_entry *f = mgr.files;
+        mgr.files = f->next;
+        file_free(f);
+        mgr.stats.resident_files--;
+    }
+    pthread_mutex_unlock(&mgr.lock);
+    return freed;
+}
+
+size_t lm_sd3_models_free_unused(void)
+{
+    return free_parts(0.0);
+}
+
+size_t lm_sd3_models_free_idle(double idle_seconds)
+{
+    return free_parts(idle_seconds > 0 ? idle_seconds : 0.0);
+}
