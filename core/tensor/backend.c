@@ -54,6 +54,16 @@ void lm_backend_mem_reset_peak(lm_backend *be)
     atomic_store(&be->mem.peak, atomic_load(&be->mem.live));
 }
 
+lm_status lm_backend_mem_info(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                              lm_error *err)
+{
+    *free_bytes = *total_bytes = 0;
+    if (!be->ops->mem_info)
+        return lm_errorf(err, LM_EUNSUPPORTED, "unsupported",
+                         "backend %s cannot tell how much memory it has", be->ops->name);
+    return be->ops->mem_info(be, free_bytes, total_bytes, err);
+}
+
 /* ---- selection ---- */
 
 /* "cuda" is device 0; "cuda:N" needs N to be all digits. -1 when the name is not CUDA's. */
@@ -89,6 +99,10 @@ lm_status lm_backend_select(lm_backend **out, const char *device, lm_error *err)
         return select_auto(out);
     if (strcmp(device, "cpu") == 0) {
         *out = lm_backend_cpu();
+        return LM_OK;
+    }
+    if (strcmp(device, "loopback") == 0) {
+        *out = lm_backend_loopback();
         return LM_OK;
     }
     int index = cuda_index(device);

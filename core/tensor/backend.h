@@ -36,6 +36,10 @@ typedef struct lm_backend_ops {
      * it back (lm_backend_cached_bytes / lm_backend_trim). */
     size_t (*cached_bytes)(const lm_backend *be);
     void (*trim)(lm_backend *be);
+    /* Optional (NULL: unknown): bytes the device could still allocate (with its cache
+     * counted as free) and its size (lm_backend_mem_info). */
+    lm_status (*mem_info)(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                          lm_error *err);
 } lm_backend_ops;
 
 /* Counters behind lm_backend_mem_stats(); atomics, so any thread may update them. */
@@ -63,6 +67,9 @@ struct lm_buffer {
 };
 
 lm_buffer *lm_buffer__ref(lm_buffer *buf);
+/* The address of element 0 whatever the backend (lm_tensor_data() gives NULL for a device
+ * tensor): for kernels of backends whose memory the CPU can address (cpu, loopback). */
+void *lm_tensor__addr(const lm_tensor *t);
 void lm_buffer__unref(lm_buffer *buf);
 
 /* Accounting hooks for buffer_new/buffer_free (core/tensor/backend.c). */
@@ -71,7 +78,9 @@ void lm_backend__mem_release(lm_backend *be, size_t bytes);
 void lm_backend__mem_map(lm_backend *be, size_t bytes);   /* wrapped memory referenced */
 void lm_backend__mem_unmap(lm_backend *be, size_t bytes); /* and released */
 
-/* The CPU backend's table (core/tensor/cpu/cpu_backend.c); lm_backend_cpu() uses it. */
+/* The CPU backend's table (core/tensor/cpu/cpu_backend.c); lm_backend_cpu() uses it, and
+ * lm_backend_loopback() uses the same kernels under its own name. */
 extern const lm_backend_ops lm_cpu__ops;
+extern const lm_backend_ops lm_loopback__ops;
 
 #endif

@@ -206,6 +206,11 @@ void *lm_tensor_data(const lm_tensor *t)
     return (unsigned char *)t->buffer->data + t->offset;
 }
 
+void *lm_tensor__addr(const lm_tensor *t)
+{
+    return (unsigned char *)t->buffer->data + t->offset;
+}
+
 static lm_status view_alloc(lm_tensor **out, const lm_tensor *t, lm_error *err)
 {
     lm_tensor *v = lm_malloc(sizeof(*v));

@@ -50,6 +50,13 @@ const char *lm_dtype_name(lm_dtype dtype); /* safetensors' names: "F32", "F8_E4M
 
 /* The CPU backend always exists; it is never freed. */
 lm_backend *lm_backend_cpu(void);
+/* The loopback device (device name "loopback"): the CPU's kernels behind a device boundary.
+ * Its tensors are not host tensors (lm_tensor_data() is NULL, ops refuse to mix them with
+ * CPU tensors, data moves with lm_tensor_to/lm_tensor_copy), so every path a GPU takes can
+ * be run and checked on a machine without one; results equal the CPU's bit for bit.
+ * LOOM_LOOPBACK_MEMORY (bytes, or with a K/M/G suffix) gives it a size: allocations past
+ * it fail as on a full GPU, and lm_backend_mem_info() reports it. Never freed. */
+lm_backend *lm_backend_loopback(void);
 
 /* A new contiguous tensor, uninitialised. ndim in [0, LM_MAX_DIMS], shape[i] >= 0. */
 lm_status lm_tensor_new(lm_tensor **out, lm_backend *be, lm_dtype dtype, int ndim,
@@ -101,8 +108,14 @@ typedef struct {
 void lm_backend_mem_stats(lm_backend *be, lm_backend_mem *out);
 /* Starts a new peak from the bytes live now (e.g. at the start of a job). */
 void lm_backend_mem_reset_peak(lm_backend *be);
+/* What the device can still give and its size, in bytes: the CPU's available and total
+ * physical memory, a GPU's free and total memory (the allocator's cache counted as free).
+ * LM_EUNSUPPORTED when the backend cannot tell. */
+lm_status lm_backend_mem_info(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                              lm_error *err);
 
-/* The backend a device name asks for: "cpu", "cuda" (device 0), "cuda:N", or "auto" (also
+/* The backend a device name asks for: "cpu", "cuda" (device 0), "cuda:N", "loopback" (a
+ * test device, see lm_backend_loopback), or "auto" (also
  * NULL or ""): CUDA device 0 when it opens, else the CPU, with the reason logged at INFO.
  * An unknown name is LM_EINVAL naming the choices; "cuda" without a usable GPU, or in a
  * build without CUDA, passes on lm_cuda_backend_new()'s error. *out is borrowed: backends

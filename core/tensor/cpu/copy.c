@@ -108,8 +108,8 @@ lm_status lm_cpu_copy(lm_backend *be, lm_tensor *dst, const lm_tensor *src, lm_e
     LM_UNUSED(err);
     copy_plan p;
     plan_dims(&p, dst, src);
-    p.dst = lm_tensor_data(dst);
-    p.src = lm_tensor_data(src);
+    p.dst = lm_tensor__addr(dst);
+    p.src = lm_tensor__addr(src);
     p.dt = dst->dtype;
     p.st = src->dtype;
     p.des = lm_dtype_size(p.dt);

@@ -38,7 +38,7 @@ void lm_cpu_scratch_free(lm_cpu_scratch *s);
 
 static inline float *lm_cpu_f32(const lm_tensor *t)
 {
-    return (float *)lm_tensor_data(t);
+    return (float *)lm_tensor__addr(t);
 }
 
 static inline void lm_cpu_fill_f32(float *p, int64_t n, float v)

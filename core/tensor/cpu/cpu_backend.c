@@ -12,8 +12,10 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CACHE_SLOTS    64
 #define CACHE_MIN_SIZE ((size_t)64 << 10)
@@ -157,6 +159,66 @@ static lm_status cpu_sync(lm_backend *be, lm_error *err)
     return LM_OK;
 }
 
+/* The kernel table, shared by the CPU and the loopback backend. */
+#define CPU_KERNELS \
+    [LM_OP_FILL] = lm_cpu_fill, \
+    [LM_OP_LINEAR] = lm_cpu_linear, \
+    [LM_OP_MATMUL] = lm_cpu_matmul, \
+    [LM_OP_ATTENTION] = lm_cpu_attention, \
+    [LM_OP_CONV2D] = lm_cpu_conv2d, \
+    [LM_OP_GROUP_NORM] = lm_cpu_group_norm, \
+    [LM_OP_LAYER_NORM] = lm_cpu_layer_norm, \
+    [LM_OP_RMS_NORM] = lm_cpu_rms_norm, \
+    [LM_OP_SOFTMAX] = lm_cpu_softmax, \
+    [LM_OP_GELU] = lm_cpu_unary, \
+    [LM_OP_GELU_TANH] = lm_cpu_unary, \
+    [LM_OP_QUICK_GELU] = lm_cpu_unary, \
+    [LM_OP_SILU] = lm_cpu_unary, \
+    [LM_OP_EXP] = lm_cpu_unary, \
+    [LM_OP_ADD] = lm_cpu_binary, \
+    [LM_OP_SUB] = lm_cpu_binary, \
+    [LM_OP_MUL] = lm_cpu_binary, \
+    [LM_OP_SCALE] = lm_cpu_unary, \
+    [LM_OP_CLAMP] = lm_cpu_unary, \
+    [LM_OP_MODULATE] = lm_cpu_ternary, \
+    [LM_OP_GATED_ADD] = lm_cpu_ternary, \
+    [LM_OP_CONCAT] = lm_cpu_concat, \
+    [LM_OP_PAD] = lm_cpu_pad, \
+    [LM_OP_UPSAMPLE_NEAREST2X] = lm_cpu_upsample, \
+    [LM_OP_PATCHIFY] = lm_cpu_patchify, \
+    [LM_OP_UNPATCHIFY] = lm_cpu_unpatchify, \
+    [LM_OP_EMBEDDING] = lm_cpu_embedding, \
+    [LM_OP_TIMESTEP_EMBEDDING] = lm_cpu_timestep_embedding, \
+    [LM_OP_T5_BUCKETS] = lm_cpu_t5_buckets,
+
+/* Physical memory: MemAvailable (which counts reclaimable page cache as free) and MemTotal
+ * from /proc/meminfo, else sysconf's free and total pages. */
+static lm_status cpu_mem_info(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                              lm_error *err)
+{
+    LM_UNUSED(be);
+    LM_UNUSED(err);
+    unsigned long long avail = 0, total = 0, kb;
+    char line[256];
+    FILE *f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            avail = kb * 1024;
+        else if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            total = kb * 1024;
+    }
+    if (f)
+        fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (!total && page > 0)
+        total = (unsigned long long)sysconf(_SC_PHYS_PAGES) * (unsigned long long)page;
+    if (!avail && page > 0)
+        avail = (unsigned long long)sysconf(_SC_AVPHYS_PAGES) * (unsigned long long)page;
+    *total_bytes = (size_t)total;
+    *free_bytes = (size_t)avail + cpu_cached_bytes(be);
+    return LM_OK;
+}
+
 const lm_backend_ops lm_cpu__ops = {
     .name = "cpu",
     .buffer_new = cpu_buffer_new,
@@ -165,37 +227,8 @@ const lm_backend_ops lm_cpu__ops = {
     .sync = cpu_sync,
     .cached_bytes = cpu_cached_bytes,
     .trim = cpu_trim,
-    .kernel = {
-        [LM_OP_FILL] = lm_cpu_fill,
-        [LM_OP_LINEAR] = lm_cpu_linear,
-        [LM_OP_MATMUL] = lm_cpu_matmul,
-        [LM_OP_ATTENTION] = lm_cpu_attention,
-        [LM_OP_CONV2D] = lm_cpu_conv2d,
-        [LM_OP_GROUP_NORM] = lm_cpu_group_norm,
-        [LM_OP_LAYER_NORM] = lm_cpu_layer_norm,
-        [LM_OP_RMS_NORM] = lm_cpu_rms_norm,
-        [LM_OP_SOFTMAX] = lm_cpu_softmax,
-        [LM_OP_GELU] = lm_cpu_unary,
-        [LM_OP_GELU_TANH] = lm_cpu_unary,
-        [LM_OP_QUICK_GELU] = lm_cpu_unary,
-        [LM_OP_SILU] = lm_cpu_unary,
-        [LM_OP_EXP] = lm_cpu_unary,
-        [LM_OP_ADD] = lm_cpu_binary,
-        [LM_OP_SUB] = lm_cpu_binary,
-        [LM_OP_MUL] = lm_cpu_binary,
-        [LM_OP_SCALE] = lm_cpu_unary,
-        [LM_OP_CLAMP] = lm_cpu_unary,
-        [LM_OP_MODULATE] = lm_cpu_ternary,
-        [LM_OP_GATED_ADD] = lm_cpu_ternary,
-        [LM_OP_CONCAT] = lm_cpu_concat,
-        [LM_OP_PAD] = lm_cpu_pad,
-        [LM_OP_UPSAMPLE_NEAREST2X] = lm_cpu_upsample,
-        [LM_OP_PATCHIFY] = lm_cpu_patchify,
-        [LM_OP_UNPATCHIFY] = lm_cpu_unpatchify,
-        [LM_OP_EMBEDDING] = lm_cpu_embedding,
-        [LM_OP_TIMESTEP_EMBEDDING] = lm_cpu_timestep_embedding,
-        [LM_OP_T5_BUCKETS] = lm_cpu_t5_buckets,
-    },
+    .mem_info = cpu_mem_info,
+    .kernel = { CPU_KERNELS },
 };
 
 static lm_backend cpu_backend = { .ops = &lm_cpu__ops, .is_host = true };
@@ -203,6 +236,69 @@ static lm_backend cpu_backend = { .ops = &lm_cpu__ops, .is_host = true };
 lm_backend *lm_backend_cpu(void)
 {
     return &cpu_backend;
+}
+
+/* ---- loopback: the CPU kernels behind a device boundary ---- */
+
+/* Its size: LOOM_LOOPBACK_MEMORY (bytes, or with a K, M or G suffix), else the host's. */
+static size_t loopback_size(void)
+{
+    const char *v = getenv("LOOM_LOOPBACK_MEMORY");
+    char *end = NULL;
+    double n = v && v[0] ? strtod(v, &end) : -1;
+    if (n < 0 || !end)
+        return 0;
+    double unit = *end == 'K' || *end == 'k' ? 1024.0
+                  : *end == 'M' || *end == 'm' ? 1048576.0
+                  : *end == 'G' || *end == 'g' ? 1073741824.0
+                                               : 1.0;
+    return (size_t)(n * unit);
+}
+
+/* A limited loopback device refuses allocations beyond its size, as a full GPU would. */
+static lm_status loopback_buffer_new(lm_buffer **out, lm_backend *be, size_t bytes,
+                                     lm_error *err)
+{
+    size_t size = loopback_size();
+    lm_backend_mem m;
+    lm_backend_mem_stats(be, &m);
+    if (size && (bytes > size || m.live > size - bytes))
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory",
+                         "loopback device: cannot allocate %zu bytes (%zu of %zu in use)", bytes,
+                         m.live, size);
+    return cpu_buffer_new(out, be, bytes, err);
+}
+
+static lm_status loopback_mem_info(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                                   lm_error *err)
+{
+    size_t size = loopback_size();
+    if (!size)
+        return cpu_mem_info(be, free_bytes, total_bytes, err);
+    lm_backend_mem m;
+    lm_backend_mem_stats(be, &m);
+    *total_bytes = size;
+    *free_bytes = m.live < size ? size - m.live : 0;
+    return LM_OK;
+}
+
+const lm_backend_ops lm_loopback__ops = {
+    .name = "loopback",
+    .buffer_new = loopback_buffer_new,
+    .buffer_free = cpu_buffer_free,
+    .copy = lm_cpu_copy,
+    .sync = cpu_sync,
+    .cached_bytes = cpu_cached_bytes,
+    .trim = cpu_trim,
+    .mem_info = loopback_mem_info,
+    .kernel = { CPU_KERNELS },
+};
+
+static lm_backend loopback_backend = { .ops = &lm_loopback__ops, .is_host = false };
+
+lm_backend *lm_backend_loopback(void)
+{
+    return &loopback_backend;
 }
 
 /* ---- threads and scratch ---- */
@@ -288,7 +384,7 @@ void lm_cpu_scratch_free(lm_cpu_scratch *s)
 void lm_cpu_weight_rows(float *dst, const lm_tensor *w, int64_t r0, int64_t r1, int64_t cols)
 {
     size_t es = lm_dtype_size(w->dtype);
-    const char *src = (const char *)lm_tensor_data(w) + (size_t)(r0 * cols) * es;
+    const char *src = (const char *)lm_tensor__addr(w) + (size_t)(r0 * cols) * es;
     lm_dtype_to_f32(dst, src, w->dtype, (size_t)((r1 - r0) * cols));
 }
 

@@ -142,7 +142,7 @@ PK_TARGET static void packed_pack_b(float *bp, const lm_tensor *w, int64_t k, in
                                     int64_t nn, int64_t k0, int64_t kc, float *tmp)
 {
     size_t es = lm_dtype_size(w->dtype);
-    const char *base = (const char *)lm_tensor_data(w);
+    const char *base = (const char *)lm_tensor__addr(w);
     bool fast = w->dtype == LM_DTYPE_F16 || w->dtype == LM_DTYPE_BF16;
     int64_t nq = (nn + PK_NR - 1) / PK_NR, kf = fast ? kc / 16 * 16 : 0;
     for (int64_t c = 0; c < nq * PK_NR; c += 16) {

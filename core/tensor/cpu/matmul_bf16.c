@@ -83,7 +83,7 @@ BF16_TARGET static void weight_row_bf16(uint16_t *dst, const lm_tensor *w, int64
                                         int64_t k0, int64_t kc, float *tmp)
 {
     size_t es = lm_dtype_size(w->dtype);
-    const char *src = (const char *)lm_tensor_data(w) + (size_t)(row * k + k0) * es;
+    const char *src = (const char *)lm_tensor__addr(w) + (size_t)(row * k + k0) * es;
     if (w->dtype == LM_DTYPE_BF16) {
         memcpy(dst, src, (size_t)kc * 2);
         return;

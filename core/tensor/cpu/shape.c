@@ -180,8 +180,8 @@ lm_status lm_cpu_unpatchify(lm_backend *be, const lm_op_call *c, lm_error *err)
 static int64_t id_at(const lm_tensor *ids, int64_t i)
 {
     if (ids->dtype == LM_DTYPE_I32)
-        return ((const int32_t *)lm_tensor_data(ids))[i];
-    return ((const int64_t *)lm_tensor_data(ids))[i];
+        return ((const int32_t *)lm_tensor__addr(ids))[i];
+    return ((const int64_t *)lm_tensor__addr(ids))[i];
 }
 
 static void embedding_task(void *user, size_t task, int tid)
@@ -239,7 +239,7 @@ lm_status lm_cpu_t5_buckets(lm_backend *be, const lm_op_call *c, lm_error *err)
     LM_UNUSED(be);
     LM_UNUSED(err);
     int64_t nq = c->out->shape[0], nk = c->out->shape[1];
-    int64_t *y = lm_tensor_data(c->out);
+    int64_t *y = lm_tensor__addr(c->out);
     for (int64_t i = 0; i < nq; i++)
         for (int64_t k = 0; k < nk; k++)
             y[i * nk + k] = lm_t5_relative_bucket(k - i, c->p.t5.bidirectional, c->p.t5.num_buckets,

@@ -266,6 +266,20 @@ size_t lm_cuda__cached_bytes(lm_cuda *cu)
     return reserved > used ? (size_t)(reserved - used) : 0;
 }
 
+lm_status lm_cuda__mem_info(lm_cuda *cu, size_t *free_bytes, size_t *total_bytes, lm_error *err)
+{
+    *free_bytes = *total_bytes = 0;
+    lm_status st = lm_cuda__enter(cu, err);
+    size_t f = 0, t = 0;
+    if (st == LM_OK)
+        st = LM_CUDA(cudaMemGetInfo(&f, &t), err);
+    if (st == LM_OK) {
+        *free_bytes = f + lm_cuda__cached_bytes(cu);
+        *total_bytes = t;
+    }
+    return st;
+}
+
 void lm_cuda__trim(lm_cuda *cu)
 {
     if (!cu->async_alloc)

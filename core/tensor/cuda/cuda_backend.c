@@ -50,6 +50,12 @@ static void cuda_trim(lm_backend *be)
     lm_cuda__trim(lm_cuda__of(be));
 }
 
+static lm_status cuda_mem_info(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
+                               lm_error *err)
+{
+    return lm_cuda__mem_info(lm_cuda__of(be), free_bytes, total_bytes, err);
+}
+
 static const lm_backend_ops cuda_ops = {
     .name = "cuda",
     .buffer_new = cuda_buffer_new,
@@ -89,6 +95,7 @@ static const lm_backend_ops cuda_ops = {
     },
     .cached_bytes = cuda_cached_bytes,
     .trim = cuda_trim,
+    .mem_info = cuda_mem_info,
 };
 
 static struct {

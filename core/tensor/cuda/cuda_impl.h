@@ -39,6 +39,8 @@ lm_status lm_cuda__copy(lm_backend *be, lm_tensor *dst, const lm_tensor *src, lm
 lm_status lm_cuda__sync(lm_backend *be, lm_error *err);
 size_t lm_cuda__cached_bytes(lm_cuda *cu); /* freed memory the pool keeps for reuse */
 void lm_cuda__trim(lm_cuda *cu);           /* gives that memory back to the driver */
+/* cudaMemGetInfo of the device, the pool's cached bytes counted as free. */
+lm_status lm_cuda__mem_info(lm_cuda *cu, size_t *free_bytes, size_t *total_bytes, lm_error *err);
 
 /* Kernels (op.h contract), one family per .cu file. */
 lm_status lm_cuda_fill(lm_backend *be, const lm_op_call *c, lm_error *err);
