@@ -83,14 +83,6 @@ int lm_app_set_compute(lm_app *app, const char *cmd, const char *device, const c
         fprintf(stderr, "loom %s: %s%s\n", cmd, from_env ? "LOOM_DEVICE: " : "", line);
         return LM_EXIT_USAGE;
     }
-    /* The backend is selected and checked, but the SD3 models still place their weights and
-     * activations on the CPU (CUDA placement is the next step): say so rather than let a
-     * user believe the GPU is working. */
-    if (app->backend && app->backend != lm_backend_cpu() && device && strcmp(device, "auto") != 0)
-        fprintf(stderr,
-                "loom %s: warning: %s is open, but this version runs the SD3 models on "
-                "the CPU; only the tensor layer uses the GPU so far.\n",
-                cmd, device);
     lm_app_sync_env(app);
     return LM_EXIT_OK;
 }

@@ -48,7 +48,7 @@ static lm_status encoders_get(lm_ctx *ctx, const lm_value *clip, encoders *e, lm
                        ? LM_OK
                        : lm_sd3_tokenizer_dir(lm_ctx_env(ctx), dir, sizeof(dir), err);
     if (st == LM_OK)
-        st = lm_sd3_models_acquire(&e->tok, dir, LM_SD3_PART_TOKENIZERS, err);
+        st = lm_sd3_models_acquire(&e->tok, dir, LM_SD3_PART_TOKENIZERS, NULL, err);
     if (st == LM_OK && e->t5 && !lm_sd3_part_t5_tokenizer(e->tok)) {
         lm_errorf(err, LM_ENOTFOUND, "tokenizers_missing", "%.200s has no T5 tokenizer", dir);
         lm_error_hint(err, "add t5/spiece.model to the tokenizer directory");

@@ -34,10 +34,10 @@ static lm_status list_vaes(const lm_env *env, lm_strlist *out, lm_error *err)
 }
 
 /* A MODEL value around a new reference to the MMDiT of path, with SD3's defaults. */
-static lm_status model_from(const char *path, lm_value **out, lm_error *err)
+static lm_status model_from(const char *path, lm_backend *be, lm_value **out, lm_error *err)
 {
     lm_sd3_part *part = NULL;
-    lm_status st = lm_sd3_models_acquire(&part, path, LM_SD3_PART_MMDIT, err);
+    lm_status st = lm_sd3_models_acquire(&part, path, LM_SD3_PART_MMDIT, be, err);
     if (st != LM_OK)
         return st;
     lm_sd3_model *m = lm_calloc(1, sizeof(*m));
@@ -51,14 +51,14 @@ static lm_status model_from(const char *path, lm_value **out, lm_error *err)
     return *out ? LM_OK : lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory");
 }
 
-static lm_status vae_from(const char *path, const char *name, bool has_vae, lm_value **out,
-                          lm_error *err)
+static lm_status vae_from(const char *path, const char *name, bool has_vae, lm_backend *be,
+                          lm_value **out, lm_error *err)
 {
     lm_sd3_vae *v = lm_calloc(1, sizeof(*v));
     if (!v)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory making a VAE");
     snprintf(v->source, sizeof(v->source), "%.120s", name);
-    lm_status st = has_vae ? lm_sd3_models_acquire(&v->vae, path, LM_SD3_PART_VAE, err) : LM_OK;
+    lm_status st = has_vae ? lm_sd3_models_acquire(&v->vae, path, LM_SD3_PART_VAE, be, err) : LM_OK;
     if (st != LM_OK) {
         lm_sd3_vae_free(v);
         return st;
@@ -69,7 +69,7 @@ static lm_status vae_from(const char *path, const char *name, bool has_vae, lm_v
 
 /* The CLIP of an all-in-one checkpoint: whichever encoders it holds (maybe none). */
 static lm_status clip_from(const char *path, const char *name, const lm_sd3_file_info *info,
-                           lm_value **out, lm_error *err)
+                           lm_backend *be, lm_value **out, lm_error *err)
 {
     lm_sd3_clip *c = lm_calloc(1, sizeof(*c));
     if (!c)
@@ -82,11 +82,11 @@ static lm_status clip_from(const char *path, const char *name, const lm_sd3_file
         lm_strlcpy(c->tokenizer_dir, path, sizeof(c->tokenizer_dir)); /* its own tokenizers */
     lm_status st = LM_OK;
     if (info->has[LM_SD3_CLIP_L] && !info->clip_standalone)
-        st = lm_sd3_models_acquire(&c->clip_l, path, LM_SD3_PART_CLIP_L, err);
+        st = lm_sd3_models_acquire(&c->clip_l, path, LM_SD3_PART_CLIP_L, be, err);
     if (st == LM_OK && info->has[LM_SD3_CLIP_G])
-        st = lm_sd3_models_acquire(&c->clip_g, path, LM_SD3_PART_CLIP_G, err);
+        st = lm_sd3_models_acquire(&c->clip_g, path, LM_SD3_PART_CLIP_G, be, err);
     if (st == LM_OK && info->has[LM_SD3_T5XXL] && !lm_sd3_models_skip_t5())
-        st = lm_sd3_models_acquire(&c->t5, path, LM_SD3_PART_T5, err);
+        st = lm_sd3_models_acquire(&c->t5, path, LM_SD3_PART_T5, be, err);
     if (st != LM_OK) {
         lm_sd3_clip_free(c);
         return st;
@@ -135,11 +135,11 @@ static lm_status ckpt_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_e
         st = LM_EINVAL;
     }
     if (st == LM_OK)
-        st = model_from(path, &out[0], err);
+        st = model_from(path, lm_ctx_env(ctx)->backend, &out[0], err);
     if (st == LM_OK)
-        st = clip_from(path, name, &info, &out[1], err);
+        st = clip_from(path, name, &info, lm_ctx_env(ctx)->backend, &out[1], err);
     if (st == LM_OK)
-        st = vae_from(path, name, info.has[LM_SD3_VAE], &out[2], err);
+        st = vae_from(path, name, info.has[LM_SD3_VAE], lm_ctx_env(ctx)->backend, &out[2], err);
     if (st != LM_OK)
         unref_outputs(out, 3);
     return st;
@@ -182,7 +182,7 @@ static lm_status unet_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_e
         lm_sd3_models_path(lm_ctx_env(ctx), LM_SD3_FOLDER_DIFFUSION_MODELS,
                            lm_value_as_string(in[UN_NAME]), "unet_name", path, sizeof(path), err);
     if (st == LM_OK)
-        st = model_from(path, &out[0], err);
+        st = model_from(path, lm_ctx_env(ctx)->backend, &out[0], err);
     return st;
 }
 
@@ -216,7 +216,7 @@ static lm_status vae_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_er
     lm_status st = lm_sd3_models_path(lm_ctx_env(ctx), LM_SD3_FOLDER_VAE, name, "vae_name", path,
                                       sizeof(path), err);
     if (st == LM_OK)
-        st = vae_from(path, name, true, &out[0], err);
+        st = vae_from(path, name, true, lm_ctx_env(ctx)->backend, &out[0], err);
     return st;
 }
 

@@ -34,6 +34,7 @@ typedef struct {
 
 typedef struct {
     lm_sd3_clip *c;
+    lm_backend *be;           /* where the encoders compute (NULL: the CPU) */
     const char *slot_name[3]; /* the file that filled CLIP-L, CLIP-G, T5 */
 } assembly;
 
@@ -52,7 +53,7 @@ static lm_status fill_slot(assembly *a, int slot, const clip_file *f, lm_sd3_par
     a->slot_name[slot] = f->name;
     if (slot == 2 && lm_sd3_models_skip_t5())
         return LM_OK; /* LOOM_SKIP_T5: the T5 is known but never loaded */
-    lm_status st = lm_sd3_models_acquire(dst, f->path, kind, err);
+    lm_status st = lm_sd3_models_acquire(dst, f->path, kind, a->be, err);
     if (st != LM_OK)
         lm_error_at_node(err, NULL, NULL, f->input);
     return st;
@@ -120,10 +121,15 @@ static lm_status add_file(assembly *a, const clip_file *f, lm_error *err)
     return st;
 }
 
-/* One CLIP value from n text encoder files given by name. */
-static lm_status load_clip(lm_ctx *ctx, clip_file *files, int n, lm_value **out, lm_error *err)
+/* One CLIP value from n text encoder files given by name; device is the loaders' optional
+ * input ("cpu" keeps the encoders on the CPU, as in ComfyUI; else the job's device). */
+static lm_status load_clip(lm_ctx *ctx, clip_file *files, int n, const lm_value *device,
+                           lm_value **out, lm_error *err)
 {
-    assembly a = { .c = lm_calloc(1, sizeof(*a.c)) };
+    const char *dev = device ? lm_value_as_string(device) : NULL;
+    assembly a = { .c = lm_calloc(1, sizeof(*a.c)),
+                   .be = dev && strcmp(dev, "cpu") == 0 ? lm_backend_cpu()
+                                                        : lm_ctx_env(ctx)->backend };
     if (!a.c)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory making a CLIP");
     lm_status st = LM_OK;
@@ -162,7 +168,9 @@ static lm_status check_type(lm_value *const *in, int type_index, lm_error *err)
 static const lm_output_def clip_out[1] = { { "CLIP", LM_TYPE_CLIP, NULL } };
 static const char *const devices[] = { "default", "cpu", NULL };
 #define NAME_HELP   "A text encoder file in models/text_encoders (or clip)."
-#define DEVICE_HELP "Accepted for ComfyUI workflows; the encoders run where the models run."
+#define DEVICE_HELP                                                                          \
+    "cpu keeps these encoders on the CPU; default puts them on the job's device when the "     \
+    "memory policy lets it."
 
 /* ---- TripleCLIPLoader ---- */
 
@@ -184,7 +192,7 @@ static lm_status triple_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm
         { .name = lm_value_as_string(in[TR_NAME2]), .input = "clip_name2" },
         { .name = lm_value_as_string(in[TR_NAME3]), .input = "clip_name3" },
     };
-    return load_clip(ctx, files, 3, &out[0], err);
+    return load_clip(ctx, files, 3, NULL, &out[0], err);
 }
 
 const lm_node_def lm_node_triple_clip_loader = {
@@ -233,7 +241,7 @@ static lm_status dual_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_e
         { .name = lm_value_as_string(in[DU_NAME1]), .input = "clip_name1" },
         { .name = lm_value_as_string(in[DU_NAME2]), .input = "clip_name2" },
     };
-    return st != LM_OK ? st : load_clip(ctx, files, 2, &out[0], err);
+    return st != LM_OK ? st : load_clip(ctx, files, 2, in[DU_DEVICE], &out[0], err);
 }
 
 const lm_node_def lm_node_dual_clip_loader = {
@@ -282,7 +290,7 @@ static lm_status single_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm
 {
     lm_status st = check_type(in, CL_TYPE, err);
     clip_file files[1] = { { .name = lm_value_as_string(in[CL_NAME]), .input = "clip_name" } };
-    return st != LM_OK ? st : load_clip(ctx, files, 1, &out[0], err);
+    return st != LM_OK ? st : load_clip(ctx, files, 1, in[CL_DEVICE], &out[0], err);
 }
 
 const lm_node_def lm_node_clip_loader = {

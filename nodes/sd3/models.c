@@ -31,7 +31,10 @@ typedef struct file_entry {
 struct lm_sd3_part {
     struct lm_sd3_part *next;
     lm_sd3_part_kind kind;
-    char *path; /* real path of the file (or tokenizer directory) */
+    char *path;         /* real path of the file (or tokenizer directory) */
+    lm_backend *wanted; /* the backend asked for (part of the key) */
+    lm_backend *placed; /* where it computes: `wanted`, or the CPU when that was short */
+    size_t device_bytes; /* weight bytes held on a device (0 on the CPU) */
     int users;
     double last_used;
     void *obj;              /* lm_mmdit, lm_vae, lm_clip, lm_t5 or lm_clip_tokenizer */
@@ -207,23 +210,133 @@ static lm_status component_weights(const file_entry *f, lm_sd3_part_kind kind,
     return LM_OK;
 }
 
+/* ---- placement (the memory policy of models.h) ---- */
+
+/* Bytes of a size variable: a number with an optional K, M or G suffix; `dflt` when unset
+ * or malformed. */
+static size_t env_bytes(const char *name, size_t dflt)
+{
+    const char *v = getenv(name);
+    char *end = NULL;
+    double n = v && v[0] ? strtod(v, &end) : -1;
+    if (n < 0 || !end || (*end && !strchr("KkMmGg", *end)))
+        return dflt;
+    double unit = *end == 'K' || *end == 'k' ? 1024.0
+                  : *end == 'M' || *end == 'm' ? 1048576.0
+                  : *end == 'G' || *end == 'g' ? 1073741824.0
+                                               : 1.0;
+    return (size_t)(n * unit);
+}
+
+/* The bytes a component's weights take in their stored dtype (what a device copy holds). */
+static size_t component_bytes(const lm_sd3_weights *w)
+{
+    size_t first = 0, n = lm_safetensors_find_prefix(w->st, w->prefix, &first), bytes = 0;
+    for (size_t i = first; i < first + n; i++)
+        bytes += lm_safetensors_at(w->st, i)->bytes;
+    return bytes;
+}
+
+static bool is_text_encoder(lm_sd3_part_kind kind)
+{
+    return kind == LM_SD3_PART_CLIP_L || kind == LM_SD3_PART_CLIP_G || kind == LM_SD3_PART_T5;
+}
+
+/* Whether an MMDiT computes on `be` now. Called with the lock held. */
+static bool denoiser_on(lm_backend *be)
+{
+    for (lm_sd3_part *p = mgr.parts; p; p = p->next)
+        if (p->kind == LM_SD3_PART_MMDIT && p->placed == be)
+            return true;
+    return false;
+}
+
+/* Frees the least recently used part without users that computes on `be`; false when there
+ * is none. Called with the lock held. */
+static bool evict_one(lm_backend *be)
+{
+    lm_sd3_part **victim = NULL;
+    for (lm_sd3_part **pp = &mgr.parts; *pp; pp = &(*pp)->next)
+        if ((*pp)->users == 0 && (*pp)->placed == be && (*pp)->device_bytes > 0 &&
+            (!victim || (*pp)->last_used < (*victim)->last_used))
+            victim = pp;
+    if (!victim)
+        return false;
+    lm_sd3_part *p = *victim;
+    *victim = p->next;
+    LM_LOG_INFO("models", "unloaded %s of %s from %s to make room", part_name(p->kind), p->path,
+                lm_backend_name(be));
+    part_free(p);
+    mgr.stats.resident_parts--;
+    return true;
+}
+
+/* Where a part of `bytes` weights asked for on device `be` goes: `be` when, after its
+ * weights, the reserve stays free there (unused parts on `be` are unloaded, least recently
+ * used first, to make room), else the CPU. Text encoders also leave room for a denoiser
+ * while none is on the device, so loading the encoders first cannot crowd it out. */
+static lm_backend *place(lm_backend *be, lm_sd3_part_kind kind, size_t bytes)
+{
+    size_t reserve = env_bytes("LOOM_DEVICE_RESERVE", LM_SD3_DEVICE_RESERVE);
+    if (is_text_encoder(kind) && !denoiser_on(be))
+        reserve += env_bytes("LOOM_DENOISER_RESERVE", LM_SD3_DENOISER_RESERVE);
+    size_t need = bytes + reserve, free_bytes = 0, total = 0;
+    for (;;) {
+        lm_error why;
+        if (lm_backend_mem_info(be, &free_bytes, &total, &why) != LM_OK)
+            return be; /* cannot tell: try, and let the allocation say */
+        if (free_bytes >= need || !evict_one(be))
+            break;
+    }
+    if (free_bytes >= need)
+        return be;
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    if (is_text_encoder(kind))
+        LM_LOG_INFO("models",
+                    "%s stays on the CPU: its %.2f GiB and a reserve of %.2f GiB do not fit in "
+                    "the %.2f GiB free on %s",
+                    part_name(kind), bytes / gib, reserve / gib, free_bytes / gib,
+                    lm_backend_name(be));
+    else
+        LM_LOG_WARN("models",
+                    "%s computes on the CPU (slow): its %.2f GiB and a reserve of %.2f GiB do "
+                    "not fit in the %.2f GiB free on %s; free device memory or lower "
+                    "LOOM_DEVICE_RESERVE",
+                    part_name(kind), bytes / gib, reserve / gib, free_bytes / gib,
+                    lm_backend_name(be));
+    return lm_backend_cpu();
+}
+
 static lm_status load_component(lm_sd3_part *p, const file_entry *f, lm_error *err)
 {
     const lm_sd3_weights *w = NULL;
     lm_status st = component_weights(f, p->kind, &w, err);
     if (st != LM_OK)
         return st;
+    lm_backend *be = p->wanted;
+    if (!lm_backend_is_host(be))
+        be = place(be, p->kind, component_bytes(w));
+    p->placed = be;
     switch (p->kind) {
     case LM_SD3_PART_MMDIT:
-        return lm_mmdit_load((lm_mmdit **)&p->obj, w, err);
+        st = lm_mmdit_load_on((lm_mmdit **)&p->obj, w, be, err);
+        p->device_bytes = st == LM_OK ? lm_mmdit_device_bytes(p->obj) : 0;
+        return st;
     case LM_SD3_PART_VAE:
-        return lm_vae_load((lm_vae **)&p->obj, w, err);
+        st = lm_vae_load_on((lm_vae **)&p->obj, w, be, err);
+        p->device_bytes = st == LM_OK ? lm_vae_device_bytes(p->obj) : 0;
+        return st;
     case LM_SD3_PART_CLIP_L:
-        return lm_clip_load((lm_clip **)&p->obj, w, LM_CLIP_KIND_L, err);
     case LM_SD3_PART_CLIP_G:
-        return lm_clip_load((lm_clip **)&p->obj, w, LM_CLIP_KIND_G, err);
+        st = lm_clip_load_on((lm_clip **)&p->obj, w,
+                             p->kind == LM_SD3_PART_CLIP_L ? LM_CLIP_KIND_L : LM_CLIP_KIND_G, be,
+                             err);
+        p->device_bytes = st == LM_OK ? lm_clip_device_bytes(p->obj) : 0;
+        return st;
     case LM_SD3_PART_T5:
-        return lm_t5_load((lm_t5 **)&p->obj, w, err);
+        st = lm_t5_load_on((lm_t5 **)&p->obj, w, be, err);
+        p->device_bytes = st == LM_OK ? lm_t5_device_bytes(p->obj) : 0;
+        return st;
     default:
         return lm_errorf(err, LM_EINTERNAL, NULL, "bad model part kind %d", (int)p->kind);
     }
@@ -246,10 +359,13 @@ static lm_status load_tokenizers(lm_sd3_part *p, lm_error *err)
 }
 
 /* Finds or loads a part. Called with the lock held. */
-static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_sd3_part **out, lm_error *err)
+static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_backend *be,
+                          lm_sd3_part **out, lm_error *err)
 {
+    if (kind == LM_SD3_PART_TOKENIZERS)
+        be = lm_backend_cpu(); /* tokenizers are host data whatever the device */
     for (lm_sd3_part *p = mgr.parts; p; p = p->next) {
-        if (p->kind == kind && strcmp(p->path, rp) == 0) {
+        if (p->kind == kind && p->wanted == be && strcmp(p->path, rp) == 0) {
             *out = p;
             return LM_OK;
         }
@@ -260,6 +376,7 @@ static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_sd3_part **o
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory loading %.200s", rp);
     }
     p->kind = kind;
+    p->wanted = p->placed = be;
     double t0 = lm_time_now();
     lm_status st;
     if (kind == LM_SD3_PART_TOKENIZERS) {
@@ -274,7 +391,11 @@ static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_sd3_part **o
         part_free(p);
         return st;
     }
-    LM_LOG_INFO("models", "loaded %s from %s in %.2f s", part_name(kind), rp, lm_time_now() - t0);
+    if (kind == LM_SD3_PART_TOKENIZERS)
+        LM_LOG_INFO("models", "loaded tokenizers from %s in %.2f s", rp, lm_time_now() - t0);
+    else
+        LM_LOG_INFO("models", "loaded %s from %s on %s in %.2f s", part_name(kind), rp,
+                    lm_backend_name(p->placed), lm_time_now() - t0);
     if (kind == LM_SD3_PART_TOKENIZERS)
         mgr.stats.tokenizer_loads++;
     else
@@ -287,8 +408,10 @@ static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_sd3_part **o
 }
 
 lm_status lm_sd3_models_acquire(lm_sd3_part **out, const char *path, lm_sd3_part_kind kind,
-                                lm_error *err)
+                                lm_backend *be, lm_error *err)
 {
+    if (!be)
+        be = lm_backend_cpu();
     *out = NULL;
     if ((unsigned)kind > LM_SD3_PART_TOKENIZERS)
         return lm_errorf(err, LM_EINVAL, NULL, "bad model part kind %d", (int)kind);
@@ -297,7 +420,7 @@ lm_status lm_sd3_models_acquire(lm_sd3_part **out, const char *path, lm_sd3_part
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory loading a model");
     lm_sd3_part *p = NULL;
     pthread_mutex_lock(&mgr.lock);
-    lm_status st = part_get(rp, kind, &p, err);
+    lm_status st = part_get(rp, kind, be, &p, err);
     if (st == LM_OK) {
         p->users++;
         p->last_used = lm_time_now();
@@ -365,12 +488,20 @@ const char *lm_sd3_part_path(const lm_sd3_part *p)
     return p ? p->path : "";
 }
 
+lm_backend *lm_sd3_part_backend(const lm_sd3_part *p)
+{
+    return p ? p->placed : lm_backend_cpu();
+}
+
 /* ---- statistics and unloading ---- */
 
 void lm_sd3_models_get_stats(lm_sd3_models_stats *out)
 {
     pthread_mutex_lock(&mgr.lock);
     *out = mgr.stats;
+    out->device_bytes = 0;
+    for (const lm_sd3_part *p = mgr.parts; p; p = p->next)
+        out->device_bytes += p->device_bytes;
     pthread_mutex_unlock(&mgr.lock);
 }
 

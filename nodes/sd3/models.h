@@ -19,10 +19,23 @@
  * (two jobs asking for one checkpoint wait for one load). Loaded models are read-only, so
  * any number of threads may run them at once.
  *
- * Memory policy (docs/nodes-notes.md, "SD3 nodes"): everything loaded stays resident, even
- * with no user, so the next job finds it; lm_sd3_models_free_unused() frees every part no
- * value holds (the daemon's POST /free; tests), lm_sd3_models_free_idle() those unused for
- * a while. The executor's cache holds loader outputs, so clear it first to free all.
+ * Devices. A part is asked for on a backend (the job's --device, env->backend); on the CPU
+ * its weights stay in the file's mapping, on a device they are copied there once in their
+ * stored dtype. Parts are keyed by file, component and the backend asked for, so a CPU job
+ * and a GPU job of one process do not share weights.
+ *
+ * Memory policy (docs/sd3.md, "Memory"): everything loaded stays resident, even with no
+ * user, so the next job finds it. A part goes to the device asked for when, after its
+ * weights, LOOM_DEVICE_RESERVE bytes (LM_SD3_DEVICE_RESERVE by default: activations, the
+ * VAE's above all) stay free there; text encoders (CLIP-L, CLIP-G, T5-XXL) also leave
+ * LOOM_DENOISER_RESERVE (LM_SD3_DENOISER_RESERVE) while no MMDiT is on that device, so an
+ * encoder loaded first cannot crowd the denoiser out. When a part does not fit, parts on
+ * that device that no value holds are unloaded, least recently used first; when it still
+ * does not fit it computes on the CPU — T5-XXL on a small GPU, typically (logged at INFO;
+ * an MMDiT or VAE at WARN, since that is slow). lm_sd3_models_free_unused() frees every
+ * part no value holds (the daemon's POST /free; tests), lm_sd3_models_free_idle() those
+ * unused for a while. The executor's cache holds loader outputs, so clear it first to free
+ * all.
  * With LOOM_SKIP_T5=1 (or lm_sd3_models_set_skip_t5) T5-XXL is never loaded: CLIP values
  * then have no T5 and the conditioning is built from CLIP-L/G alone, as ComfyUI does.
  *
@@ -49,6 +62,12 @@
 #include <stdint.h>
 
 #define LM_SD3_MODELS_MAX_DEPTH 8 /* folder levels listed below a models sub-folder */
+/* Device memory kept free for activations (LOOM_DEVICE_RESERVE overrides): a VAE decode
+ * at 1024x1024 holds several 512 MiB activations at once. */
+#define LM_SD3_DEVICE_RESERVE ((size_t)3 << 30)
+/* Room text encoders leave for a denoiser not loaded yet (LOOM_DENOISER_RESERVE): the
+ * largest supported one, SD3.5 Medium's 2.5B parameters in 16-bit weights, plus its VAE. */
+#define LM_SD3_DENOISER_RESERVE ((size_t)11 << 29)
 #define LM_SD3_SLG_MAX_LAYERS   64
 
 /* ---- files ---- */
@@ -98,12 +117,13 @@ typedef struct {
 /* Opens (once) the file at path and reports what it holds. */
 lm_status lm_sd3_models_probe(const char *path, lm_sd3_file_info *info, lm_error *err);
 
-/* A counted reference to component `kind` of the file at `path`, loading it on first use.
+/* A counted reference to component `kind` of the file at `path` for backend `be` (NULL:
+ * the CPU; placed by the memory policy above), loading it on first use.
  * For LM_SD3_PART_CLIP_L/G of a standalone CLIP file the kind says which CLIP it is. For
  * LM_SD3_PART_TOKENIZERS, path is a directory holding clip/ (vocab.json, merges.txt) and
  * t5/ (spiece.model or tokenizer.json), or a diffusers folder (tokenizer/, tokenizer_3/). */
 lm_status lm_sd3_models_acquire(lm_sd3_part **out, const char *path, lm_sd3_part_kind kind,
-                                lm_error *err);
+                                lm_backend *be, lm_error *err);
 lm_sd3_part *lm_sd3_part_ref(lm_sd3_part *part); /* NULL allowed */
 void lm_sd3_part_release(lm_sd3_part *part);     /* NULL is a no-op; stays loaded */
 
@@ -115,6 +135,9 @@ const lm_t5 *lm_sd3_part_t5(const lm_sd3_part *part);
 const lm_clip_tokenizer *lm_sd3_part_clip_tokenizer(const lm_sd3_part *part);
 const lm_t5_tokenizer *lm_sd3_part_t5_tokenizer(const lm_sd3_part *part); /* may be NULL */
 const char *lm_sd3_part_path(const lm_sd3_part *part);
+/* Where the part computes: the backend asked for, or the CPU when the policy kept it
+ * there (tokenizers: the CPU). */
+lm_backend *lm_sd3_part_backend(const lm_sd3_part *part);
 
 typedef struct {
     uint64_t file_opens;      /* lm_safetensors_open calls that succeeded */
@@ -122,6 +145,7 @@ typedef struct {
     uint64_t tokenizer_loads;
     size_t resident_parts; /* parts loaded now */
     size_t resident_files;
+    size_t device_bytes; /* weight bytes the parts hold on devices now */
 } lm_sd3_models_stats;
 
 void lm_sd3_models_get_stats(lm_sd3_models_stats *out);
