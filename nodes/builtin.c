@@ -19,8 +19,8 @@ extern const lm_node_def lm_node_checkpoint_loader_simple, lm_node_unet_loader, 
     lm_node_clip_text_encode, lm_node_clip_text_encode_sd3, lm_node_conditioning_zero_out,
     lm_node_conditioning_combine, lm_node_conditioning_set_timestep_range, lm_node_ksampler,
     lm_node_ksampler_advanced, lm_node_model_sampling_sd3, lm_node_skip_layer_guidance_sd3,
-    lm_node_empty_sd3_latent_image, lm_node_latent_upscale, lm_node_vae_decode, lm_node_vae_encode,
-    lm_node_vae_decode_tiled, lm_node_vae_encode_tiled;
+    lm_node_empty_sd3_latent_image, lm_node_latent_upscale, lm_node_set_latent_noise_mask,
+    lm_node_vae_decode, lm_node_vae_encode, lm_node_vae_decode_tiled, lm_node_vae_encode_tiled;
 
 static const lm_node_def *const builtin_nodes[] = {
     /* image */
@@ -55,6 +55,7 @@ static const lm_node_def *const builtin_nodes[] = {
     &lm_node_conditioning_set_timestep_range,
     &lm_node_empty_sd3_latent_image,
     &lm_node_latent_upscale,
+    &lm_node_set_latent_noise_mask,
     &lm_node_model_sampling_sd3,
     &lm_node_skip_layer_guidance_sd3,
     &lm_node_ksampler,

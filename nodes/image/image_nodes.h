@@ -1,6 +1,6 @@
 /* nodes/image/image_nodes.h — what the image node files share (semi-private to
  * nodes/image/): the IMAGE output descriptor, reading IMAGE inputs, allocating images
- * within a size limit, and the resampler behind ImageScale and ImageBlend.
+ * within a size limit, and the resampler behind ImageScale, ImageBlend and LatentUpscale.
  *
  * Images are f32 [B, H, W, C] on the CPU (core/value.h). Every function returning a tensor
  * gives the caller ownership (lm_tensor_free). */
@@ -36,11 +36,16 @@ typedef enum {
     LM_RESAMPLE_AREA,          /* torch "area": adaptive average pooling */
     LM_RESAMPLE_BICUBIC,       /* torch "bicubic", a = -0.75, borders clamped */
     LM_RESAMPLE_LANCZOS,       /* Lanczos a = 3, widened when shrinking (antialiased) */
+    LM_RESAMPLE_BISLERP,       /* ComfyUI "bislerp": slerp of each pixel's C-vector */
 } lm_resample;
 
 /* Resizes src (contiguous f32 [B,H,W,C] at `data`) to width x height (both >= 1), first
  * cropping the middle to the new aspect ratio when center_crop (ComfyUI's
- * common_upscale). Polls lm_ctx_cancelled(ctx) between images (ctx may be NULL). */
+ * common_upscale). Polls lm_ctx_cancelled(ctx) between images (ctx may be NULL).
+ * LM_RESAMPLE_BISLERP is comfy.utils.bislerp: along the width, then along the height, each
+ * output pixel is the spherical interpolation of the C-vectors of two source pixels (norms
+ * interpolated linearly), at the positions and ratios torch's bilinear mapping gives; it
+ * is meant for latents (an NCHW latent is this NHWC image with C = its channels). */
 lm_status lm_image_nodes__resize(lm_ctx *ctx, const lm_tensor *shape, const float *data,
                                  int64_t width, int64_t height, lm_resample method,
                                  bool center_crop, lm_tensor **out, lm_error *err);

@@ -1,5 +1,5 @@
-/* nodes/image/resample.c — image resampling (ImageScale, ImageBlend) and the small helpers
- * the image nodes share.
+/* nodes/image/resample.c — image resampling (ImageScale, ImageBlend, LatentUpscale) and the
+ * small helpers the image nodes share.
  *
  * Every method is separable, so a resize is two 1-D passes (rows, then columns) through
  * per-axis weight tables: for each output index, the first source index and a fixed number
@@ -11,7 +11,13 @@
  * widened by the shrink factor, as PIL resizes. ComfyUI's lanczos goes through 8-bit PIL
  * images; this one stays in f32 (docs/nodes-notes.md). Outputs are not clamped: bicubic
  * and Lanczos may overshoot [0, 1] slightly at sharp edges, as in ComfyUI. Each pass runs
- * row by row on the default thread pool (rows are independent). */
+ * row by row on the default thread pool (rows are independent).
+ *
+ * "bislerp" (comfy.utils.bislerp, offered by LatentUpscale) is not a weighted sum: each
+ * output pixel of a pass is the slerp of two source pixels' C-vectors. Which two, and the
+ * ratio, come from ComfyUI's trick of resizing index ramps with torch's bilinear filter:
+ * c1 = trunc(bilinear(0, 1, …, len-1)), ratio = its fraction, c2 = trunc(bilinear(1, 2, …,
+ * len-1, len-1)); both ramps and the slerp are evaluated in float32 as torch does. */
 #include "core/base/alloc.h"
 #include "core/base/thread.h"
 #include "core/value.h"
@@ -181,6 +187,8 @@ static int64_t taps_for(lm_resample method, int64_t len, int64_t n)
         return (int64_t)ceil(scale) + 1;
     case LM_RESAMPLE_LANCZOS:
         return 2 * (int64_t)ceil(3.0 * (scale > 1.0 ? scale : 1.0)) + 2;
+    case LM_RESAMPLE_BISLERP: /* not separable weights: see slerp_axis */
+        return 2;
     }
     return 1;
 }
@@ -275,6 +283,128 @@ static void resize_one(const float *src, const crop_box *box, const axis *ax, co
     lm_pool_run(lm_pool_default(), (size_t)ay->n, column_pass, &job);
 }
 
+/* ---- bislerp ---- */
+
+/* Output i of a `len` -> `n` bislerp axis: the slerp of source pixels c1[i] and c2[i] at
+ * ratio[i]. */
+typedef struct {
+    int64_t n;
+    int64_t *c1, *c2;
+    float *ratio;
+} slerp_axis;
+
+static void slerp_axis_fini(slerp_axis *a)
+{
+    lm_free(a->c1);
+    lm_free(a->c2);
+    lm_free(a->ratio);
+}
+
+/* torch.nn.functional.interpolate(ramp, size=n, mode="bilinear") at output j, in float32
+ * as PyTorch's CPU kernel evaluates it (align_corners=False): ramp(i) = i, or with
+ * `plus_one` ComfyUI's second ramp 1, 2, …, len-1, len-1. */
+static float ramp_at(int64_t len, int64_t n, int64_t j, bool plus_one)
+{
+    float scale = (float)len / (float)n;
+    float real = scale * ((float)j + 0.5f) - 0.5f;
+    real = real < 0.0f ? 0.0f : real;
+    int64_t i0 = (int64_t)floorf(real);
+    i0 = i0 < len - 1 ? i0 : len - 1;
+    int64_t i1 = i0 < len - 1 ? i0 + 1 : i0;
+    float l1 = fminf(fmaxf(real - (float)i0, 0.0f), 1.0f), l0 = 1.0f - l1;
+    float v0 = (float)i0, v1 = (float)i1;
+    if (plus_one) {
+        v0 = (float)(i0 < len - 1 ? i0 + 1 : len - 1);
+        v1 = (float)(i1 < len - 1 ? i1 + 1 : len - 1);
+    }
+    return v0 * l0 + v1 * l1;
+}
+
+/* comfy.utils.bislerp's generate_bilinear_data for a `len` -> `n` axis. */
+static lm_status slerp_axis_build(slerp_axis *a, int64_t len, int64_t n, lm_error *err)
+{
+    a->n = n;
+    a->c1 = lm_calloc((size_t)n, sizeof(*a->c1));
+    a->c2 = lm_calloc((size_t)n, sizeof(*a->c2));
+    a->ratio = lm_calloc((size_t)n, sizeof(*a->ratio));
+    if (!a->c1 || !a->c2 || !a->ratio) {
+        slerp_axis_fini(a);
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory resizing an image");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float c1 = ramp_at(len, n, i, false);
+        a->ratio[i] = c1 - floorf(c1);
+        a->c1[i] = (int64_t)c1; /* torch's .to(int64) truncates */
+        a->c2[i] = (int64_t)ramp_at(len, n, i, true);
+    }
+    return LM_OK;
+}
+
+/* ComfyUI's slerp of the C-vectors b1 and b2 at ratio r, in float32 (sums in double): the
+ * unit vectors move along the great circle, the norm goes linearly from |b1| to |b2|. A
+ * zero vector's direction counts as 0; nearly equal directions (dot > 1 - 1e-5) give b1
+ * itself, nearly opposite ones (dot < 1e-5 - 1) the linear interpolation. */
+static void slerp(float *dst, const float *b1, const float *b2, int64_t c, float r)
+{
+    double s1 = 0.0, s2 = 0.0, dot = 0.0;
+    for (int64_t k = 0; k < c; k++) {
+        s1 += (double)b1[k] * (double)b1[k];
+        s2 += (double)b2[k] * (double)b2[k];
+    }
+    float n1 = (float)sqrt(s1), n2 = (float)sqrt(s2);
+    for (int64_t k = 0; k < c; k++)
+        dot += (double)((n1 != 0.0f ? b1[k] / n1 : 0.0f) * (n2 != 0.0f ? b2[k] / n2 : 0.0f));
+    float d = (float)dot;
+    if (d > (float)(1.0 - 1e-5)) {
+        memcpy(dst, b1, (size_t)c * sizeof(float));
+        return;
+    }
+    if (d < (float)(1e-5 - 1.0)) {
+        for (int64_t k = 0; k < c; k++)
+            dst[k] = b1[k] * (1.0f - r) + b2[k] * r;
+        return;
+    }
+    float omega = acosf(d), so = sinf(omega);
+    float w1 = sinf((1.0f - r) * omega) / so, w2 = sinf(r * omega) / so;
+    float norm = n1 * (1.0f - r) + n2 * r;
+    for (int64_t k = 0; k < c; k++) {
+        float u1 = n1 != 0.0f ? b1[k] / n1 : 0.0f, u2 = n2 != 0.0f ? b2[k] / n2 : 0.0f;
+        dst[k] = (w1 * u1 + w2 * u2) * norm;
+    }
+}
+
+/* One bislerp job: a source image's crop, the two axes, and where the passes write. */
+typedef struct {
+    const float *src;
+    const crop_box *box;
+    const slerp_axis *ax, *ay;
+    float *tmp; /* [ch, n_w, c] after the width pass */
+    float *dst; /* [n_h, n_w, c] */
+} slerp_job;
+
+/* Width pass, one source row of the crop per call. */
+static void slerp_row_pass(void *user, size_t index, int tid)
+{
+    (void)tid;
+    const slerp_job *j = user;
+    int64_t y = (int64_t)index, c = j->box->c, nw = j->ax->n;
+    const float *row = j->src + ((j->box->y0 + y) * j->box->w + j->box->x0) * c;
+    for (int64_t x = 0; x < nw; x++)
+        slerp(j->tmp + (y * nw + x) * c, row + j->ax->c1[x] * c, row + j->ax->c2[x] * c, c,
+              j->ax->ratio[x]);
+}
+
+/* Height pass, one output row per call. */
+static void slerp_column_pass(void *user, size_t index, int tid)
+{
+    (void)tid;
+    const slerp_job *j = user;
+    int64_t y = (int64_t)index, c = j->box->c, nw = j->ax->n;
+    const float *r1 = j->tmp + j->ay->c1[y] * nw * c, *r2 = j->tmp + j->ay->c2[y] * nw * c;
+    for (int64_t x = 0; x < nw; x++)
+        slerp(j->dst + (y * nw + x) * c, r1 + x * c, r2 + x * c, c, j->ay->ratio[y]);
+}
+
 /* ComfyUI's center crop: the middle of the source with the target's aspect ratio. */
 static crop_box center_box(const lm_tensor *shape, int64_t width, int64_t height, bool crop)
 {
@@ -299,6 +429,59 @@ static crop_box center_box(const lm_tensor *shape, int64_t width, int64_t height
     return b;
 }
 
+/* The separable filters over every image of the batch. */
+static lm_status resize_separable(lm_ctx *ctx, const float *data, const crop_box *box, int64_t b,
+                                  lm_resample method, float *dst, int64_t width, int64_t height,
+                                  lm_error *err)
+{
+    axis ax = { 0 }, ay = { 0 };
+    float *tmp = NULL;
+    lm_status st = axis_build(&ax, method, box->cw, width, err);
+    if (st == LM_OK)
+        st = axis_build(&ay, method, box->ch, height, err);
+    if (st == LM_OK && !(tmp = lm_malloc((size_t)(box->ch * width * box->c) * sizeof(float))))
+        st = lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory resizing an image");
+    for (int64_t i = 0; st == LM_OK && i < b; i++) {
+        if (ctx && lm_ctx_cancelled(ctx))
+            st = lm_errorf(err, LM_ECANCELLED, "interrupted", "interrupted while resizing");
+        else
+            resize_one(data + i * box->h * box->w * box->c, box, &ax, &ay, tmp,
+                       dst + i * height * width * box->c);
+    }
+    lm_free(tmp);
+    axis_fini(&ax);
+    axis_fini(&ay);
+    return st;
+}
+
+/* bislerp over every image of the batch: the width pass, then the height pass. */
+static lm_status resize_bislerp(lm_ctx *ctx, const float *data, const crop_box *box, int64_t b,
+                                float *dst, int64_t width, int64_t height, lm_error *err)
+{
+    slerp_axis ax = { 0 }, ay = { 0 };
+    float *tmp = NULL;
+    lm_status st = slerp_axis_build(&ax, box->cw, width, err);
+    if (st == LM_OK)
+        st = slerp_axis_build(&ay, box->ch, height, err);
+    if (st == LM_OK && !(tmp = lm_malloc((size_t)(box->ch * width * box->c) * sizeof(float))))
+        st = lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory resizing an image");
+    slerp_job job = { .box = box, .ax = &ax, .ay = &ay, .tmp = tmp };
+    for (int64_t i = 0; st == LM_OK && i < b; i++) {
+        if (ctx && lm_ctx_cancelled(ctx)) {
+            st = lm_errorf(err, LM_ECANCELLED, "interrupted", "interrupted while resizing");
+            break;
+        }
+        job.src = data + i * box->h * box->w * box->c;
+        job.dst = dst + i * height * width * box->c;
+        lm_pool_run(lm_pool_default(), (size_t)box->ch, slerp_row_pass, &job);
+        lm_pool_run(lm_pool_default(), (size_t)height, slerp_column_pass, &job);
+    }
+    lm_free(tmp);
+    slerp_axis_fini(&ax);
+    slerp_axis_fini(&ay);
+    return st;
+}
+
 lm_status lm_image_nodes__resize(lm_ctx *ctx, const lm_tensor *shape, const float *data,
                                  int64_t width, int64_t height, lm_resample method,
                                  bool center_crop, lm_tensor **out, lm_error *err)
@@ -306,26 +489,14 @@ lm_status lm_image_nodes__resize(lm_ctx *ctx, const lm_tensor *shape, const floa
     *out = NULL;
     crop_box box = center_box(shape, width, height, center_crop);
     int64_t b = shape->shape[0];
-    axis ax = { 0 }, ay = { 0 };
-    float *tmp = NULL;
     lm_status st = lm_image_nodes__new(out, b, height, width, box.c, err);
-    if (st == LM_OK)
-        st = axis_build(&ax, method, box.cw, width, err);
-    if (st == LM_OK)
-        st = axis_build(&ay, method, box.ch, height, err);
-    if (st == LM_OK && !(tmp = lm_malloc((size_t)(box.ch * width * box.c) * sizeof(float))))
-        st = lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory resizing an image");
-    float *dst = *out ? lm_tensor_data(*out) : NULL;
-    for (int64_t i = 0; st == LM_OK && i < b; i++) {
-        if (ctx && lm_ctx_cancelled(ctx))
-            st = lm_errorf(err, LM_ECANCELLED, "interrupted", "interrupted while resizing");
-        else
-            resize_one(data + i * box.h * box.w * box.c, &box, &ax, &ay, tmp,
-                       dst + i * height * width * box.c);
-    }
-    lm_free(tmp);
-    axis_fini(&ax);
-    axis_fini(&ay);
+    if (st != LM_OK)
+        return st;
+    float *dst = lm_tensor_data(*out);
+    if (method == LM_RESAMPLE_BISLERP)
+        st = resize_bislerp(ctx, data, &box, b, dst, width, height, err);
+    else
+        st = resize_separable(ctx, data, &box, b, method, dst, width, height, err);
     if (st != LM_OK) {
         lm_tensor_free(*out);
         *out = NULL;

@@ -1,11 +1,14 @@
-/* nodes/latent/latent_nodes.c — EmptySD3LatentImage and LatentUpscale.
+/* nodes/latent/latent_nodes.c — EmptySD3LatentImage, LatentUpscale and SetLatentNoiseMask.
  *
  * LATENT values hold raw VAE-space latents [B, 16, h, w] (ComfyUI's convention; see
  * nodes/sampling/ksampler.c for where the SD3 scaling happens). EmptySD3LatentImage is
  * zeros, exactly as ComfyUI's node: not the 0.0609 shift of an encoded grey, because the
  * sampler leaves an all-zero latent unshifted. LatentUpscale resizes with the image nodes'
- * resampler (the same torch-compatible filters as ImageScale), on each channel as an image
- * plane; the noise mask is passed on unchanged, as ComfyUI does. */
+ * resampler (the same torch-compatible filters as ImageScale, plus ComfyUI's bislerp, which
+ * slerps each pixel's channel vector), the latent seen as an NHWC image; the noise mask is
+ * passed on unchanged, as ComfyUI does. SetLatentNoiseMask attaches a MASK as the noise
+ * mask, reshaped to [N, 1, H, W] as ComfyUI stores it; KSampler resizes it to the latent
+ * and inpaints (nodes/sampling/denoiser.c). */
 #include "core/exec.h"
 #include "core/registry.h"
 #include "nodes/image/image_nodes.h"
@@ -72,15 +75,19 @@ const lm_node_def lm_node_empty_sd3_latent_image = {
 
 enum { LU_SAMPLES, LU_METHOD, LU_WIDTH, LU_HEIGHT, LU_CROP, LU_COUNT };
 
-/* lm_resample order for the first four; bislerp is refused by check(). */
+/* ComfyUI's LatentUpscale.upscale_methods, and the resampler's method for each. */
 static const char *const methods[] = { "nearest-exact", "bilinear", "area",
                                        "bicubic",       "bislerp",  NULL };
+static const lm_resample method_of[] = { LM_RESAMPLE_NEAREST_EXACT, LM_RESAMPLE_BILINEAR,
+                                         LM_RESAMPLE_AREA, LM_RESAMPLE_BICUBIC,
+                                         LM_RESAMPLE_BISLERP };
 static const char *const crops[] = { "disabled", "center", NULL };
 
 static const lm_input_def upscale_in[LU_COUNT] = {
     [LU_SAMPLES] = { "samples", LM_TYPE_LATENT, .help = "The latent to resize." },
     [LU_METHOD] = { "upscale_method", LM_TYPE_STRING, .choices = methods,
-                    .help = "Resampling filter (as ImageScale); bislerp is not available yet." },
+                    .help = "Resampling filter (as ImageScale); bislerp slerps each pixel's "
+                            "channel vector (ComfyUI's)." },
     [LU_WIDTH] = { "width", LM_TYPE_INT,
                    .i = { .def = 512, .min = 0, .max = MAX_RESOLUTION, .step = 8 },
                    .help =
@@ -101,24 +108,6 @@ static int index_of(const char *s, const char *const *list)
     return -1;
 }
 
-static lm_status refuse_bislerp(lm_error *err)
-{
-    lm_errorf(err, LM_EUNSUPPORTED, "custom_validation_failed",
-              "upscale_method bislerp is not implemented in Loom");
-    lm_error_hint(err, "use bilinear or bicubic");
-    lm_error_at_node(err, NULL, NULL, "upscale_method");
-    return LM_EUNSUPPORTED;
-}
-
-static lm_status upscale_check(const lm_node_def *def, const lm_env *env, lm_value *const *in,
-                               lm_error *err)
-{
-    (void)def;
-    (void)env;
-    const char *m = in[LU_METHOD] ? lm_value_as_string(in[LU_METHOD]) : NULL;
-    return m && strcmp(m, "bislerp") == 0 ? refuse_bislerp(err) : LM_OK;
-}
-
 /* ComfyUI's target size in pixels: 0 keeps the aspect ratio (Python round), at least 64. */
 static void target_size(const lm_tensor *t, int64_t *w, int64_t *h)
 {
@@ -136,7 +125,7 @@ static void target_size(const lm_tensor *t, int64_t *w, int64_t *h)
 
 /* x [B, C, h, w] resized to [B, C, height, width] through an NHWC image. */
 static lm_status resize_latent(lm_ctx *ctx, const lm_tensor *x, int64_t width, int64_t height,
-                               int method, bool crop, lm_tensor **out, lm_error *err)
+                               lm_resample method, bool crop, lm_tensor **out, lm_error *err)
 {
     static const int to_nhwc[4] = { 0, 2, 3, 1 }, to_nchw[4] = { 0, 3, 1, 2 };
     lm_tensor *f32 = NULL, *p = NULL, *nhwc = NULL, *res = NULL, *back = NULL;
@@ -146,8 +135,8 @@ static lm_status resize_latent(lm_ctx *ctx, const lm_tensor *x, int64_t width, i
     if (st == LM_OK)
         st = lm_tensor_contiguous(&nhwc, p, err); // [B, h, w, C]
     if (st == LM_OK)
-        st = lm_image_nodes__resize(ctx, nhwc, lm_tensor_data(nhwc), width, height,
-                                    (lm_resample)method, crop, &res, err);
+        st = lm_image_nodes__resize(ctx, nhwc, lm_tensor_data(nhwc), width, height, method, crop,
+                                    &res, err);
     if (st == LM_OK)
         st = lm_tensor_view_permute(&back, res, to_nchw, err);
     if (st == LM_OK)
@@ -166,8 +155,13 @@ static lm_status upscale_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, l
     bool crop = index_of(lm_value_as_string(in[LU_CROP]), crops) == 1;
     int64_t w = lm_value_as_int(in[LU_WIDTH]), h = lm_value_as_int(in[LU_HEIGHT]);
     const lm_tensor *x = lm_value_tensor(in[LU_SAMPLES]);
-    if (method < 0 || method > LM_RESAMPLE_BICUBIC)
-        return refuse_bislerp(err);
+    if (method < 0) { /* validation checks the choices; a direct caller may not have */
+        lm_errorf(err, LM_EINVAL, "value_not_in_list", "upscale_method \"%s\" is not known",
+                  lm_value_as_string(in[LU_METHOD]) ? lm_value_as_string(in[LU_METHOD]) : "");
+        lm_error_hint(err, "use nearest-exact, bilinear, area, bicubic or bislerp");
+        lm_error_at_node(err, NULL, NULL, "upscale_method");
+        return LM_EINVAL;
+    }
     if (w == 0 && h == 0) {
         out[0] = lm_value_ref(in[LU_SAMPLES]);
         return LM_OK;
@@ -177,7 +171,7 @@ static lm_status upscale_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, l
     target_size(x, &w, &h);
     lm_tensor *res = NULL, *mask = NULL;
     const lm_tensor *nm = lm_value_noise_mask(in[LU_SAMPLES]);
-    lm_status st = resize_latent(ctx, x, w / 8, h / 8, method, crop, &res, err);
+    lm_status st = resize_latent(ctx, x, w / 8, h / 8, method_of[method], crop, &res, err);
     if (st == LM_OK && nm)
         st = lm_tensor_view(&mask, nm, err);
     if (st != LM_OK) {
@@ -198,5 +192,64 @@ const lm_node_def lm_node_latent_upscale = {
     .outputs = latent_out,
     .n_outputs = 1,
     .run = upscale_run,
-    .check = upscale_check,
+};
+
+/* ---- SetLatentNoiseMask ---- */
+
+enum { NM_SAMPLES, NM_MASK, NM_COUNT };
+
+static const lm_input_def noise_mask_in[NM_COUNT] = {
+    [NM_SAMPLES] = { "samples", LM_TYPE_LATENT, .help = "The latent to inpaint." },
+    [NM_MASK] = { "mask", LM_TYPE_MASK,
+                  .help = "1 where the sampler may change the latent, 0 where it keeps it; "
+                          "resized to the latent when sampling." },
+};
+
+/* ComfyUI's mask.reshape((-1, 1, H, W)): a [N, 1, H, W] view (a copy when not contiguous). */
+static lm_status mask_as_noise_mask(const lm_tensor *m, lm_tensor **out, lm_error *err)
+{
+    lm_tensor *c = NULL;
+    *out = NULL;
+    if (m->ndim < 2 || lm_tensor_numel(m) == 0) {
+        char d[96];
+        lm_tensor_describe(m, d, sizeof(d));
+        lm_errorf(err, LM_EINVAL, "bad_mask", "mask is %s; a MASK is [B, H, W]", d);
+        lm_error_at_node(err, NULL, NULL, "mask");
+        return LM_EINVAL;
+    }
+    int64_t h = m->shape[m->ndim - 2], w = m->shape[m->ndim - 1];
+    int64_t shape[4] = { lm_tensor_numel(m) / (h * w), 1, h, w };
+    lm_status st = lm_tensor_contiguous(&c, m, err);
+    if (st == LM_OK)
+        st = lm_tensor_view_reshape(out, c, 4, shape, err);
+    lm_tensor_free(c);
+    return st;
+}
+
+static lm_status noise_mask_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_error *err)
+{
+    (void)ctx;
+    lm_tensor *samples = NULL, *mask = NULL;
+    lm_status st = mask_as_noise_mask(lm_value_tensor(in[NM_MASK]), &mask, err);
+    if (st == LM_OK)
+        st = lm_tensor_view(&samples, lm_value_tensor(in[NM_SAMPLES]), err);
+    if (st != LM_OK) {
+        lm_tensor_free(mask);
+        return st;
+    }
+    out[0] = lm_value_latent(samples, mask);
+    return out[0] ? LM_OK : lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory");
+}
+
+const lm_node_def lm_node_set_latent_noise_mask = {
+    .name = "SetLatentNoiseMask",
+    .display_name = "Set Latent Noise Mask",
+    .category = "latent/inpaint",
+    .description = "Limits sampling to the masked area: KSampler keeps the latent where the "
+                   "mask is 0 (inpainting).",
+    .inputs = noise_mask_in,
+    .n_inputs = NM_COUNT,
+    .outputs = latent_out,
+    .n_outputs = 1,
+    .run = noise_mask_run,
 };

@@ -1,11 +1,19 @@
 /* nodes/sampling/denoiser.c — the sampler's model callback for SD3 nodes: MMDiT forwards
- * under prepared conditioning entries, plus skip-layer guidance (sampling_nodes.h).
+ * under prepared conditioning entries, plus skip-layer guidance and inpainting
+ * (sampling_nodes.h).
  *
  * Entries whose token counts differ are evaluated one forward each rather than padded to a
  * common length (ComfyUI repeats tokens to a common multiple; with joint attention that is
- * not the same computation, so separate forwards are the exact ones). */
+ * not the same computation, so separate forwards are the exact ones).
+ *
+ * Inpainting follows ComfyUI's KSamplerX0Inpaint with the flow model's noise scaling
+ * (CONST.noise_scaling: sigma*noise + (1-sigma)*latent), element by element in float32 in
+ * ComfyUI's order, on the host; the mask, its complement, the latent and the noise are
+ * prepared once per run (comfy.utils.reshape_mask: bilinear to the latent's size, repeated
+ * over channels and batch). */
 #include "core/base/alloc.h"
 #include "core/tensor/ops.h"
+#include "nodes/image/image_nodes.h"
 #include "nodes/sampling/sampling_nodes.h"
 
 #include <math.h>
@@ -116,7 +124,81 @@ void lm_sampling__denoiser_fini(lm_sd3_denoiser *d)
     lm_free(d->entries);
     lm_free(d->pos);
     lm_free(d->neg);
+    lm_tensor_free(d->mask);
+    lm_tensor_free(d->keep);
+    lm_tensor_free(d->latent);
+    lm_tensor_free(d->noise);
     memset(d, 0, sizeof(*d));
+}
+
+/* ---- inpainting: the mask ---- */
+
+static lm_status bad_mask(const lm_tensor *m, const char *why, lm_error *err)
+{
+    char d[96];
+    lm_tensor_describe(m, d, sizeof(d));
+    lm_errorf(err, LM_EINVAL, "bad_noise_mask", "the latent's noise mask is %s; %s", d, why);
+    lm_error_hint(err, "give SetLatentNoiseMask a MASK [B, H, W] with no empty dimension");
+    return LM_EINVAL;
+}
+
+/* mask [n, h, w] copied to every channel of each of the B rows (row b takes mask b % n:
+ * repeat_to_batch_size tiles a short batch and cuts a long one). */
+static void broadcast_mask(float *dst, const float *mask, int64_t n, const int64_t shape[4])
+{
+    int64_t hw = shape[2] * shape[3];
+    for (int64_t b = 0; b < shape[0]; b++)
+        for (int64_t c = 0; c < shape[1]; c++)
+            memcpy(dst + (b * shape[1] + c) * hw, mask + (b % n) * hw, (size_t)hw * sizeof(float));
+}
+
+lm_status lm_sampling__prepare_mask(lm_tensor **out, const lm_tensor *noise_mask,
+                                    const int64_t shape[4], lm_error *err)
+{
+    lm_tensor *host = NULL, *img = NULL, *sized = NULL;
+    *out = NULL;
+    if (noise_mask->ndim < 2 || lm_tensor_numel(noise_mask) == 0)
+        return bad_mask(noise_mask, "a mask is [..., height, width]", err);
+    int64_t h = noise_mask->shape[noise_mask->ndim - 2],
+            w = noise_mask->shape[noise_mask->ndim - 1];
+    int64_t n = lm_tensor_numel(noise_mask) / (h * w);
+    int64_t nhwc[4] = { n, h, w, 1 }; /* [n, 1, H, W] in memory, as a one-channel image */
+    lm_status st = lm_tensor_to_f32_host(&host, noise_mask, err);
+    if (st == LM_OK)
+        st = lm_tensor_view_reshape(&img, host, 4, nhwc, err);
+    if (st == LM_OK)
+        st = lm_image_nodes__resize(NULL, img, lm_tensor_data(img), shape[3], shape[2],
+                                    LM_RESAMPLE_BILINEAR, false, &sized, err); // [n, h, w, 1]
+    if (st == LM_OK)
+        st = lm_tensor_new(out, lm_backend_cpu(), LM_DTYPE_F32, 4, shape, err); // [B, C, h, w]
+    if (st == LM_OK)
+        broadcast_mask(lm_tensor_data(*out), lm_tensor_data(sized), n, shape);
+    lm_tensor_free(host);
+    lm_tensor_free(img);
+    lm_tensor_free(sized);
+    return st;
+}
+
+lm_status lm_sampling__denoiser_set_mask(lm_sd3_denoiser *d, const lm_tensor *noise_mask,
+                                         const lm_tensor *latent, const lm_tensor *noise,
+                                         lm_error *err)
+{
+    if (latent->ndim != 4)
+        return lm_errorf(err, LM_EINTERNAL, NULL, "inpainting needs a [B, C, h, w] latent");
+    lm_status st = lm_sampling__prepare_mask(&d->mask, noise_mask, latent->shape, err);
+    if (st == LM_OK)
+        st = lm_tensor_to_f32_host(&d->latent, latent, err);
+    if (st == LM_OK && noise)
+        st = lm_tensor_to_f32_host(&d->noise, noise, err);
+    if (st == LM_OK)
+        st = lm_tensor_new(&d->keep, lm_backend_cpu(), LM_DTYPE_F32, 4, latent->shape, err);
+    if (st != LM_OK)
+        return st;
+    const float *m = lm_tensor_data(d->mask);
+    float *k = lm_tensor_data(d->keep);
+    for (int64_t i = 0, count = lm_tensor_numel(d->keep); i < count; i++)
+        k[i] = 1.0f - m[i]; /* ComfyUI's latent_mask = 1. - denoise_mask */
+    return LM_OK;
 }
 
 /* ---- forwards ---- */
@@ -302,16 +384,100 @@ static lm_status skip_layer_guidance(const lm_sd3_denoiser *d, lm_tensor *den, c
     return st;
 }
 
+/* ---- inpainting: each evaluation ---- */
+
+/* A host F32 result as a tensor on `like`'s backend (host results pass through). */
+static lm_status on_backend_of(lm_tensor **out, lm_tensor *host, const lm_tensor *like,
+                               lm_error *err)
+{
+    lm_backend *be = lm_tensor_backend(like);
+    if (lm_backend_is_host(be)) {
+        *out = host;
+        return LM_OK;
+    }
+    lm_status st = lm_tensor_to(out, host, be, err);
+    lm_tensor_free(host);
+    return st;
+}
+
+/* x (n row blocks of the latent batch) as a host F32 copy, checked against the mask. */
+static lm_status inpaint_rows(const lm_sd3_denoiser *d, const lm_tensor *x, lm_tensor **h,
+                              lm_error *err)
+{
+    const lm_tensor *m = d->mask;
+    bool ok = x->ndim == 4 && x->shape[0] % m->shape[0] == 0;
+    for (int i = 1; ok && i < 4; i++)
+        ok = x->shape[i] == m->shape[i];
+    if (!ok) {
+        char xs[96], ms[96];
+        lm_tensor_describe(x, xs, sizeof(xs));
+        lm_tensor_describe(m, ms, sizeof(ms));
+        return lm_errorf(err, LM_EINTERNAL, NULL, "the sampler's x is %s but the mask is %s", xs,
+                         ms);
+    }
+    return lm_tensor_to_f32_host(h, x, err);
+}
+
+/* Before the model: x*mask + (sigma*noise + (1-sigma)*latent)*(1-mask), in float32. */
+static lm_status inpaint_input(const lm_sd3_denoiser *d, lm_tensor **out, const lm_tensor *x,
+                               float sigma, lm_error *err)
+{
+    lm_tensor *h = NULL;
+    *out = NULL;
+    lm_status st = inpaint_rows(d, x, &h, err);
+    if (st != LM_OK)
+        return st;
+    const float *m = lm_tensor_data(d->mask), *k = lm_tensor_data(d->keep);
+    const float *l = lm_tensor_data(d->latent), *z = d->noise ? lm_tensor_data(d->noise) : NULL;
+    float *p = lm_tensor_data(h), rest = 1.0f - sigma;
+    int64_t per = lm_tensor_numel(d->mask), count = lm_tensor_numel(h);
+    for (int64_t i = 0; i < count; i++) {
+        int64_t e = i % per;
+        float noised = sigma * (z ? z[e] : 0.0f) + rest * l[e]; /* CONST.noise_scaling */
+        p[i] = p[i] * m[e] + noised * k[e];
+    }
+    return on_backend_of(out, h, x, err);
+}
+
+/* After the model: out*mask + latent*(1-mask), in float32; *den is replaced. */
+static lm_status inpaint_output(const lm_sd3_denoiser *d, lm_tensor **den, lm_error *err)
+{
+    lm_tensor *h = NULL, *res = NULL;
+    lm_status st = inpaint_rows(d, *den, &h, err);
+    if (st != LM_OK)
+        return st;
+    const float *m = lm_tensor_data(d->mask), *k = lm_tensor_data(d->keep);
+    const float *l = lm_tensor_data(d->latent);
+    float *p = lm_tensor_data(h);
+    int64_t per = lm_tensor_numel(d->mask), count = lm_tensor_numel(h);
+    for (int64_t i = 0; i < count; i++)
+        p[i] = p[i] * m[i % per] + l[i % per] * k[i % per];
+    st = on_backend_of(&res, h, *den, err);
+    if (st == LM_OK) {
+        lm_tensor_free(*den);
+        *den = res;
+    }
+    return st;
+}
+
 lm_status lm_sampling__denoise(lm_tensor **out, const lm_tensor *x, float sigma,
                                const void *const *conds, int n, void *user, lm_error *err)
 {
     const lm_sd3_denoiser *d = user;
     const lm_sd3_prepared *const *pc = (const lm_sd3_prepared *const *)conds;
     lm_mmdit_opts mo = { .cancelled = d->ctx ? poll_cancel : NULL, .user = d->ctx };
+    lm_tensor *xin = NULL;
     *out = NULL;
-    lm_status st = denoised(d, out, x, sigma, pc, n, &mo, err);
+    lm_status st = d->mask ? inpaint_input(d, &xin, x, sigma, err) : LM_OK;
+    if (xin)
+        x = xin;
+    if (st == LM_OK)
+        st = denoised(d, out, x, sigma, pc, n, &mo, err);
     if (st == LM_OK && slg_active(d, sigma))
         st = skip_layer_guidance(d, *out, x, sigma, pc, n, err);
+    if (st == LM_OK && d->mask)
+        st = inpaint_output(d, out, err);
+    lm_tensor_free(xin);
     if (st != LM_OK) {
         lm_tensor_free(*out);
         *out = NULL;

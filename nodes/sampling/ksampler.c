@@ -14,8 +14,15 @@
  *     schedule at start_at_step/end_at_step. Fewer than two sigmas return the latent as it
  *     came.
  *   - x = sigma0 * noise + (1 - sigma0) * latent, then the sampler (nodes/sd3/sampler.h).
+ *   - a noise mask on the latent (SetLatentNoiseMask) makes it inpainting: the denoiser
+ *     wraps the model as ComfyUI's KSamplerX0Inpaint (denoiser.c), with the initial noise
+ *     (zeros when add_noise is disabled) as the noise of the kept part, except for ddim,
+ *     which ComfyUI runs as euler with inpaint_options "random": a fresh randn seeded with
+ *     seed + 1. Like ComfyUI, the final samples are not blended again: where the mask is 0
+ *     they equal the input latent up to the float rounding of the last step and of the
+ *     latent scaling round trip. The mask itself is passed on with the result.
  * Progress is reported per step (lm_ctx_progress) and cancellation is polled before every
- * step and every MMDiT block. The noise mask of the input, if any, is passed through. */
+ * step and every MMDiT block. */
 #include "core/exec.h"
 #include "core/registry.h"
 #include "core/tensor/ops.h"
@@ -32,9 +39,10 @@ static const char *const sampler_names[] = {
     "ddim",  "uni_pc",          "uni_pc_bh2", NULL
 };
 /* ComfyUI's scheduler names in its order, those the scheduler module has. */
-static const char *const scheduler_names[] = { "simple",      "sgm_uniform",  "karras",
-                                               "exponential", "ddim_uniform", "beta",
-                                               "normal",      "kl_optimal",   NULL };
+static const char *const scheduler_names[] = { "simple",      "sgm_uniform",      "karras",
+                                               "exponential", "ddim_uniform",     "beta",
+                                               "normal",      "linear_quadratic", "kl_optimal",
+                                               NULL };
 
 typedef struct {
     const lm_value *model, *positive, *negative, *latent;
@@ -131,6 +139,29 @@ static lm_status schedule(const sample_args *a, const lm_sd3_model *m, lm_sample
     return st;
 }
 
+/* Inpainting for a latent with a noise mask: the kept part is noised with the initial noise,
+ * or for ddim with randn(seed + 1) (ComfyUI: ksampler("euler", inpaint_options={"random":
+ * True}), noise = torch.randn(generator=torch.manual_seed(seed + 1))). */
+static lm_status set_inpaint(lm_sd3_denoiser *d, const sample_args *a, lm_sampler smp,
+                             const lm_tensor *start, const lm_tensor *noise, lm_error *err)
+{
+    const lm_tensor *nm = lm_value_noise_mask(a->latent);
+    lm_tensor *fresh = NULL;
+    lm_status st = LM_OK;
+    if (!nm)
+        return LM_OK;
+    if (smp == LM_SAMPLER_DDIM) {
+        st = lm_sampler_noise(&fresh, a->seed + 1, start->ndim, start->shape, NULL, err);
+        noise = fresh;
+    }
+    if (st == LM_OK)
+        st = lm_sampling__denoiser_set_mask(d, nm, start, noise, err);
+    lm_tensor_free(fresh);
+    if (st != LM_OK)
+        lm_error_at_node(err, NULL, NULL, "latent_image");
+    return st;
+}
+
 /* Runs the sampler from `start` (model space); *out raw F32. */
 static lm_status run_sampler(lm_ctx *ctx, const sample_args *a, lm_sample_opts *o,
                              const lm_tensor *start, lm_tensor **out, lm_error *err)
@@ -144,6 +175,8 @@ static lm_status run_sampler(lm_ctx *ctx, const sample_args *a, lm_sample_opts *
         return st;
     if (a->add_noise)
         st = lm_sampler_noise(&noise, a->seed, start->ndim, start->shape, NULL, err);
+    if (st == LM_OK)
+        st = set_inpaint(&d, a, o->sampler, start, noise, err);
     o->sampling = m->sampling;
     o->cfg = a->cfg;
     o->positive = d.pos;

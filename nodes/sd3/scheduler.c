@@ -15,9 +15,10 @@
 #include <math.h>
 #include <string.h>
 
-#define BETA_ALPHA 0.6 /* ComfyUI's beta scheduler defaults */
-#define BETA_BETA  0.6
-#define KARRAS_RHO 7.0
+#define BETA_ALPHA   0.6 /* ComfyUI's beta scheduler defaults */
+#define BETA_BETA    0.6
+#define KARRAS_RHO   7.0
+#define LQ_THRESHOLD 0.025 /* ComfyUI's linear_quadratic_schedule default threshold_noise */
 
 static const char *const schedule_names[LM_SCHEDULE_COUNT] = {
     [LM_SCHEDULE_SIMPLE] = "simple",
@@ -28,6 +29,7 @@ static const char *const schedule_names[LM_SCHEDULE_COUNT] = {
     [LM_SCHEDULE_BETA] = "beta",
     [LM_SCHEDULE_DDIM_UNIFORM] = "ddim_uniform",
     [LM_SCHEDULE_KL_OPTIMAL] = "kl_optimal",
+    [LM_SCHEDULE_LINEAR_QUADRATIC] = "linear_quadratic",
     [LM_SCHEDULE_REFERENCE] = "reference",
 };
 
@@ -103,7 +105,7 @@ lm_status lm_scheduler_parse(lm_schedule *out, const char *name, lm_error *err)
     lm_errorf(err, LM_ENOTFOUND, "value_not_in_list", "unknown scheduler \"%s\"",
               name ? name : "(null)");
     lm_error_hint(err, "use one of simple, sgm_uniform, normal, karras, exponential, beta, "
-                       "ddim_uniform, kl_optimal, reference");
+                       "ddim_uniform, kl_optimal, linear_quadratic, reference");
     return LM_ENOTFOUND;
 }
 
@@ -262,6 +264,33 @@ static lm_status ddim_uniform_sigmas(lm_sigmas *out, const lm_model_sampling *ms
     return LM_OK;
 }
 
+/* ComfyUI's linear_quadratic_schedule (from Genmo's Mochi): sigma_i = (1 - s_i) * sigma_max
+ * where s_i rises linearly by threshold/linear_steps over the first linear_steps = steps // 2
+ * points, then follows the quadratic through (linear_steps, threshold) that reaches 1 at
+ * i = steps. The coefficients and points are Python floats (double, in the reference's
+ * order of operations), rounded to float32 once before the float32 product with sigma_max.
+ * One step is [sigma_max, 0] (no linear part: s_0 = 0). */
+static lm_status linear_quadratic_sigmas(lm_sigmas *out, const lm_model_sampling *ms, int steps,
+                                         lm_error *err)
+{
+    lm_status st = sigmas_alloc(out, steps + 1, err);
+    if (st != LM_OK)
+        return st;
+    float smax = lm_scheduler_sigma_max(ms);
+    int lin = steps / 2, quad = steps - lin;
+    double thr = LQ_THRESHOLD, diff = (double)lin - thr * (double)steps;
+    double qc = lin ? diff / (double)((int64_t)lin * quad * quad) : 0.0;
+    double lc = lin ? thr / (double)lin - 2.0 * diff / (double)((int64_t)quad * quad) : 0.0;
+    double c = qc * (double)((int64_t)lin * lin);
+    for (int i = 0; i < steps; i++) {
+        double s = i < lin ? (double)i * thr / (double)lin
+                           : qc * ((double)i * (double)i) + lc * (double)i + c;
+        out->sigma[i] = (float)(1.0 - s) * smax;
+    }
+    out->sigma[steps] = 0.0f;
+    return LM_OK;
+}
+
 /* ---- Beta(a, b) quantiles ---- */
 
 /* Continued fraction of I_x(a, b) (DLMF 8.17.22), modified Lentz; converges fast for
@@ -379,6 +408,8 @@ lm_status lm_scheduler_sigmas(lm_sigmas *out, const lm_model_sampling *ms, lm_sc
         return ddim_uniform_sigmas(out, ms, steps, err);
     case LM_SCHEDULE_KL_OPTIMAL:
         return kl_optimal_sigmas(out, ms, steps, err);
+    case LM_SCHEDULE_LINEAR_QUADRATIC:
+        return linear_quadratic_sigmas(out, ms, steps, err);
     case LM_SCHEDULE_REFERENCE:
         return reference_sigmas(out, ms, steps, err);
     default:

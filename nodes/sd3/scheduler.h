@@ -46,15 +46,16 @@ float lm_scheduler_sigma_max(const lm_model_sampling *ms);
 double lm_scheduler_percent_to_sigma(const lm_model_sampling *ms, double percent);
 
 typedef enum {
-    LM_SCHEDULE_SIMPLE,       /* ComfyUI "simple": every (1000/steps)-th table entry */
-    LM_SCHEDULE_SGM_UNIFORM,  /* "sgm_uniform": steps+1 uniform timesteps, last dropped */
-    LM_SCHEDULE_NORMAL,       /* "normal": uniform timesteps, sigma_min's end shifted twice */
-    LM_SCHEDULE_KARRAS,       /* "karras": Karras et al. 2022 eq. 5, rho = 7 */
-    LM_SCHEDULE_EXPONENTIAL,  /* "exponential": uniform in log sigma */
-    LM_SCHEDULE_BETA,         /* "beta": Beta(0.6, 0.6) quantiles of the timesteps */
-    LM_SCHEDULE_DDIM_UNIFORM, /* "ddim_uniform": table entries 1, 1+k, 1+2k, … */
-    LM_SCHEDULE_KL_OPTIMAL,   /* "kl_optimal": uniform in atan(sigma) */
-    LM_SCHEDULE_REFERENCE,    /* Stability's sd3_infer get_sigmas (= "normal" in practice) */
+    LM_SCHEDULE_SIMPLE,           /* ComfyUI "simple": every (1000/steps)-th table entry */
+    LM_SCHEDULE_SGM_UNIFORM,      /* "sgm_uniform": steps+1 uniform timesteps, last dropped */
+    LM_SCHEDULE_NORMAL,           /* "normal": uniform timesteps, sigma_min's end shifted twice */
+    LM_SCHEDULE_KARRAS,           /* "karras": Karras et al. 2022 eq. 5, rho = 7 */
+    LM_SCHEDULE_EXPONENTIAL,      /* "exponential": uniform in log sigma */
+    LM_SCHEDULE_BETA,             /* "beta": Beta(0.6, 0.6) quantiles of the timesteps */
+    LM_SCHEDULE_DDIM_UNIFORM,     /* "ddim_uniform": table entries 1, 1+k, 1+2k, … */
+    LM_SCHEDULE_KL_OPTIMAL,       /* "kl_optimal": uniform in atan(sigma) */
+    LM_SCHEDULE_LINEAR_QUADRATIC, /* "linear_quadratic": Mochi's, linear then quadratic */
+    LM_SCHEDULE_REFERENCE,        /* Stability's sd3_infer get_sigmas (= "normal" in practice) */
     LM_SCHEDULE_COUNT
 } lm_schedule;
 

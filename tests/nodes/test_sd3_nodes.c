@@ -821,5 +821,5 @@ void test_nodes_sd3__sampler_and_scheduler_choices_parse(void)
             found++;
         }
     }
-    CHECK_INT(found, LM_SAMPLER_COUNT + 8);
+    CHECK_INT(found, LM_SAMPLER_COUNT + 9);
 }
