@@ -7,6 +7,7 @@
  * done, so a crash costs only the item that was running. A bad line is recorded as an error
  * and the rest go on. */
 #include "core/base/alloc.h"
+#include "core/base/log.h"
 #include "core/base/str.h"
 #include "daemon/cli.h"
 
@@ -45,7 +46,8 @@ static const char usage[] =
     "usage: loom run WORKFLOW [--set name=value]... [--batch FILE.jsonl | --sweep "
     "name=a,b,c]...\n"
     "                [--out DIR] [--input DIR] [--models DIR] [--json] [--quiet] [--fresh]\n"
-    "                [--device cpu|cuda|cuda:N|auto] [--threads N] [--precision f32|bf16]\n";
+    "                [--device cpu|cuda|cuda:N|auto] [--threads N] [--precision f32|bf16]\n"
+    "                [-v|--verbose (twice: debug)]\n";
 
 static int usage_error(const char *fmt, const char *arg) LM_PRINTF(1, 0);
 
@@ -83,6 +85,9 @@ static int parse_args(lm_app *app, int argc, char **argv, run_args *a)
             a->json = true;
         } else if (strcmp(opt, "--quiet") == 0 || strcmp(opt, "-q") == 0) {
             a->quiet = true;
+        } else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) {
+            lm_log_set_level(lm_log__level < LM_LOG_LEVEL_INFO ? LM_LOG_LEVEL_INFO
+                                                               : LM_LOG_LEVEL_DEBUG);
         } else if (strcmp(opt, "--strict") == 0) {
             a->strict = true;
         } else if (strcmp(opt, "--fresh") == 0) {

@@ -134,12 +134,15 @@ static lm_status ckpt_run(lm_ctx *ctx, lm_value *const *in, lm_value **out, lm_e
         lm_error_hint(err, "load text encoders with TripleCLIPLoader and a VAE with VAELoader");
         st = LM_EINVAL;
     }
+    /* The denoiser and the VAE first: on a small GPU the memory policy then lets the text
+     * encoders, which run once per prompt, be the ones that stay on the CPU. */
+    lm_backend *be = lm_ctx_env(ctx)->backend;
     if (st == LM_OK)
-        st = model_from(path, lm_ctx_env(ctx)->backend, &out[0], err);
+        st = model_from(path, be, &out[0], err);
     if (st == LM_OK)
-        st = clip_from(path, name, &info, lm_ctx_env(ctx)->backend, &out[1], err);
+        st = vae_from(path, name, info.has[LM_SD3_VAE], be, &out[2], err);
     if (st == LM_OK)
-        st = vae_from(path, name, info.has[LM_SD3_VAE], lm_ctx_env(ctx)->backend, &out[2], err);
+        st = clip_from(path, name, &info, be, &out[1], err);
     if (st != LM_OK)
         unref_outputs(out, 3);
     return st;

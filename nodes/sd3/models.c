@@ -16,6 +16,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,6 +238,16 @@ static size_t component_bytes(const lm_sd3_weights *w)
     return bytes;
 }
 
+/* "5.25 GiB", "312.0 MiB" */
+static void human_bytes(size_t n, char *buf, size_t size)
+{
+    double gib = (double)n / (1u << 30), mib = (double)n / (1u << 20);
+    if (gib >= 1.0)
+        snprintf(buf, size, "%.2f GiB", gib);
+    else
+        snprintf(buf, size, "%.1f MiB", mib);
+}
+
 static bool is_text_encoder(lm_sd3_part_kind kind)
 {
     return kind == LM_SD3_PART_CLIP_L || kind == LM_SD3_PART_CLIP_G || kind == LM_SD3_PART_T5;
@@ -290,20 +301,20 @@ static lm_backend *place(lm_backend *be, lm_sd3_part_kind kind, size_t bytes)
     }
     if (free_bytes >= need)
         return be;
-    double gib = 1024.0 * 1024.0 * 1024.0;
+    char size[32], res[32], avail[32];
+    human_bytes(bytes, size, sizeof(size));
+    human_bytes(reserve, res, sizeof(res));
+    human_bytes(free_bytes, avail, sizeof(avail));
     if (is_text_encoder(kind))
         LM_LOG_INFO("models",
-                    "%s stays on the CPU: its %.2f GiB and a reserve of %.2f GiB do not fit in "
-                    "the %.2f GiB free on %s",
-                    part_name(kind), bytes / gib, reserve / gib, free_bytes / gib,
-                    lm_backend_name(be));
+                    "%s stays on the CPU: its %s and a reserve of %s do not fit in the %s free "
+                    "on %s",
+                    part_name(kind), size, res, avail, lm_backend_name(be));
     else
         LM_LOG_WARN("models",
-                    "%s computes on the CPU (slow): its %.2f GiB and a reserve of %.2f GiB do "
-                    "not fit in the %.2f GiB free on %s; free device memory or lower "
-                    "LOOM_DEVICE_RESERVE",
-                    part_name(kind), bytes / gib, reserve / gib, free_bytes / gib,
-                    lm_backend_name(be));
+                    "%s computes on the CPU (slow): its %s and a reserve of %s do not fit in "
+                    "the %s free on %s; free device memory or lower LOOM_DEVICE_RESERVE",
+                    part_name(kind), size, res, avail, lm_backend_name(be));
     return lm_backend_cpu();
 }
 

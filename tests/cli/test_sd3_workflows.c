@@ -256,3 +256,85 @@ void test_cli_sd3__comfyui_png_and_anime_example(void)
     CHECK_INT(img->shape[1], 80);
     lm_tensor_free(img);
 }
+
+/* The loopback device runs every step a GPU takes (weights copied to the device, inputs
+ * moved in, results brought back) with the CPU's kernels, so its pixels must be the CPU's
+ * exactly: txt2img, img2img (VAE encode) and SD3.5 with skip-layer guidance. */
+void test_cli_sd3__loopback_device_gives_cpu_pixels(void)
+{
+    REQUIRE(make_models("sd3m"));
+    char *out;
+    const char *t2i = "--set ckpt_name=tiny.safetensors " SMALL;
+    char args[1024];
+    for (int dev = 0; dev < 2; dev++) {
+        const char *name = dev ? "loopback" : "cpu";
+        snprintf(args, sizeof(args), "%s --device %s --out t2i_%s", t2i, name, name);
+        int rc = run_workflow("sd3_medium_txt2img.yaml", args, &out);
+        CHECK_INT(rc, 0);
+        if (rc)
+            test_note("%s", out);
+        free(out);
+    }
+    CHECK(same_pixels("t2i_cpu/sd3_00001_.png", "t2i_loopback/sd3_00001_.png"));
+    REQUIRE(run_workflow("demo.yaml", "--set size=64 --out input --set prefix=src --quiet", &out) ==
+            0);
+    free(out);
+    for (int dev = 0; dev < 2; dev++) {
+        const char *name = dev ? "loopback" : "cpu";
+        snprintf(args, sizeof(args),
+                 "--set ckpt_name=tiny.safetensors --set image=src_00001_.png --set steps=2 "
+                 "--set strength=0.6 --input input --quiet --device %s --out i2i_%s",
+                 name, name);
+        CHECK_INT(run_workflow("sd3_img2img.yaml", args, &out), 0);
+        free(out);
+    }
+    CHECK(same_pixels("i2i_cpu/sd3_img2img_00001_.png", "i2i_loopback/sd3_img2img_00001_.png"));
+}
+
+void test_cli_sd3__loopback_sd35_with_slg_gives_cpu_pixels(void)
+{
+    REQUIRE(make_models("sd35m"));
+    char *out, args[1024];
+    for (int dev = 0; dev < 2; dev++) {
+        const char *name = dev ? "loopback" : "cpu";
+        snprintf(args, sizeof(args), SLG " --device %s --out %s", name, name);
+        int rc = run_workflow("sd35_medium_txt2img.yaml", args, &out);
+        CHECK_INT(rc, 0);
+        if (rc)
+            test_note("%s", out);
+        free(out);
+    }
+    CHECK(same_pixels("cpu/sd35_00001_.png", "loopback/sd35_00001_.png"));
+}
+
+/* A device too small for everything: the policy keeps T5-XXL (loaded last by
+ * CheckpointLoaderSimple) on the CPU, says so, and the picture is still the CPU's.
+ * Tiny sd3m, in loading order: MMDiT 2.4 MiB, VAE 10.1, CLIP-L 2.3, CLIP-G 3.9, T5 5.0 (as
+ * the policy counts it); with a 16 MiB reserve, 38 MiB hold all but T5 (5 + 16 > 38 - 18.7). */
+void test_cli_sd3__small_device_keeps_t5_on_the_cpu(void)
+{
+    REQUIRE(make_models("sd3m"));
+    char *out;
+    const char *args = "--set ckpt_name=tiny.safetensors --set width=64 --set height=48 "
+                       "--set steps=2 --quiet";
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s --device cpu --out cpu", args);
+    CHECK_INT(run_workflow("sd3_medium_txt2img.yaml", buf, &out), 0);
+    free(out);
+    snprintf(buf, sizeof(buf),
+             "%s --device loopback -v --out small 2>&1", args);
+    char env_args[1400];
+    snprintf(env_args, sizeof(env_args),
+             "LOOM_LOOPBACK_MEMORY=38M LOOM_DEVICE_RESERVE=16M LOOM_DENOISER_RESERVE=0 "
+             "'%s' run '%s/workflows/sd3_medium_txt2img.yaml' --models models %s",
+             test_loom_bin(), test_repo_root(), buf);
+    int rc = test_run_capture(env_args, &out);
+    CHECK_INT(rc, 0);
+    CHECK_CONTAINS(out, "T5-XXL stays on the CPU");
+    CHECK_CONTAINS(out, "loaded MMDiT");
+    CHECK(!strstr(out, "CLIP-G stays on the CPU"));
+    if (rc)
+        test_note("%s", out);
+    free(out);
+    CHECK(same_pixels("cpu/sd3_00001_.png", "small/sd3_00001_.png"));
+}
