@@ -38,8 +38,7 @@ typedef struct lm_backend_ops {
     void (*trim)(lm_backend *be);
     /* Optional (NULL: unknown): bytes the device could still allocate (with its cache
      * counted as free) and its size (lm_backend_mem_info). */
-    lm_status (*mem_info)(lm_backend *be, size_t *free_bytes, size_t *total_bytes,
-                          lm_error *err);
+    lm_status (*mem_info)(lm_backend *be, size_t *free_bytes, size_t *total_bytes, lm_error *err);
 } lm_backend_ops;
 
 /* Counters behind lm_backend_mem_stats(); atomics, so any thread may update them. */

@@ -167,9 +167,9 @@ static lm_status check_type(lm_value *const *in, int type_index, lm_error *err)
 
 static const lm_output_def clip_out[1] = { { "CLIP", LM_TYPE_CLIP, NULL } };
 static const char *const devices[] = { "default", "cpu", NULL };
-#define NAME_HELP   "A text encoder file in models/text_encoders (or clip)."
-#define DEVICE_HELP                                                                          \
-    "cpu keeps these encoders on the CPU; default puts them on the job's device when the "     \
+#define NAME_HELP "A text encoder file in models/text_encoders (or clip)."
+#define DEVICE_HELP                                                                                \
+    "cpu keeps these encoders on the CPU; default puts them on the job's device when the "         \
     "memory policy lets it."
 
 /* ---- TripleCLIPLoader ---- */

@@ -8,11 +8,18 @@
  * x += out_proj(attn_causal(LN1(x))), x += fc2(act(fc1(LN2(x)))) (HF CLIPEncoderLayer);
  * the state after layer layers-2 is SD3's context part; final_layer_norm of the last state
  * at the first EOS (argmax of the ids, as the reference) is the pooled vector. Chunks
- * after the first skip the last layer: SD3 takes its pooled vector from chunk 0 only. */
+ * after the first skip the last layer: SD3 takes its pooled vector from chunk 0 only.
+ *
+ * Devices: the weights are bound as views of the mapping, then (lm_clip_load_on on a
+ * device) each replaced by its copy there, same dtype. Everything between the ids (copied in
+ * from the host) and the public results stays on the model's backend — the chunks, the
+ * empty chunk of the prompt weights, the concatenated context — and only lm_clip_forward's
+ * fields and lm_clip_encode's two results are brought back to the host. */
 #include "nodes/sd3/clip.h"
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/conditioner.h"
 
@@ -27,6 +34,8 @@ typedef struct {
 
 struct lm_clip {
     lm_clip_config cfg;
+    lm_backend *be;      /* where it computes: the CPU, or the device holding the weights */
+    size_t device_bytes; /* weight bytes copied to that device (0 on the CPU) */
     lm_tensor *tok_emb, *pos_emb, *final_w, *final_b, *proj; /* proj NULL when absent */
     clip_layer *layers;                                      /* cfg.layers */
 };
@@ -114,8 +123,88 @@ static lm_status bind_all(lm_clip *c, const lm_sd3_weights *w, lm_error *err)
     return st;
 }
 
-lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *weights, lm_clip_kind kind,
-                       lm_error *err)
+static const char *kind_name(const lm_clip *c)
+{
+    return c->cfg.kind == LM_CLIP_KIND_L ? "CLIP-L" : "CLIP-G";
+}
+
+/* ---- the device copy ---- */
+
+typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
+
+static lm_tensor **slot_at(void *base, size_t offset)
+{
+    return (lm_tensor **)((char *)base + offset);
+}
+
+/* Calls fn on every weight slot of the model, absent (NULL) ones included. */
+static lm_status each_weight(lm_clip *c, slot_fn fn, void *user)
+{
+    lm_status st = fn(&c->proj, user);
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(model_rows); i++)
+        st = fn(slot_at(c, model_rows[i].offset), user);
+    for (int l = 0; st == LM_OK && c->layers && l < c->cfg.layers; l++)
+        for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(layer_rows); i++)
+            st = fn(slot_at(&c->layers[l], layer_rows[i].offset), user);
+    return st;
+}
+
+static lm_status count_slot(lm_tensor **slot, void *user)
+{
+    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
+    return LM_OK;
+}
+
+typedef struct {
+    lm_backend *be;
+    size_t bytes; /* copied so far */
+    lm_error *err;
+} mover;
+
+/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
+static lm_status move_slot(lm_tensor **slot, void *user)
+{
+    mover *mv = user;
+    lm_tensor *dev = NULL;
+    if (!*slot)
+        return LM_OK;
+    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
+    if (st != LM_OK)
+        return st;
+    lm_tensor_free(*slot);
+    *slot = dev;
+    mv->bytes += lm_tensor_nbytes(dev);
+    return LM_OK;
+}
+
+/* Copies every bound weight to `be` once. On failure the message names the model and keeps
+ * the device's own reason; the half-copied model is the caller's to free. */
+static lm_status to_device(lm_clip *c, lm_backend *be, lm_error *err)
+{
+    size_t need = 0;
+    mover mv = { .be = be, .err = err };
+    each_weight(c, count_slot, &need);
+    lm_status st = each_weight(c, move_slot, &mv);
+    if (st == LM_OK) {
+        c->device_bytes = mv.bytes;
+        return LM_OK;
+    }
+    if (!err)
+        return st;
+    char why[sizeof(err->msg)];
+    lm_strlcpy(why, err->msg, sizeof(why));
+    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
+              "%s: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s", kind_name(c),
+              (double)need / 1048576.0,
+              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
+              (double)mv.bytes / 1048576.0, why);
+    lm_error_hint(err, "free memory on %s, or let %s compute on the CPU", lm_backend_name(be),
+                  kind_name(c));
+    return st;
+}
+
+lm_status lm_clip_load_on(lm_clip **out, const lm_sd3_weights *weights, lm_clip_kind kind,
+                          lm_backend *be, lm_error *err)
 {
     *out = NULL;
     /* Messages name the CLIP the caller loads: a standalone file is detected as CLIP-L. */
@@ -125,6 +214,7 @@ lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *weights, lm_clip_kin
     lm_clip *c = lm_calloc(1, sizeof(*c));
     if (!c)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "no memory for a CLIP model");
+    c->be = be && !lm_backend_is_host(be) ? be : lm_backend_cpu();
     lm_status st = lm_clip_config_infer(&c->cfg, w, kind, err);
     if (st == LM_OK && c->cfg.positions < 2) {
         st = lm_errorf(err, LM_EFORMAT, "bad_model_config",
@@ -139,15 +229,23 @@ lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *weights, lm_clip_kin
     }
     if (st == LM_OK)
         st = bind_all(c, w, err);
+    if (st == LM_OK && c->be != lm_backend_cpu())
+        st = to_device(c, c->be, err);
     if (st != LM_OK) {
         lm_clip_free(c);
         return st;
     }
     char desc[256];
     lm_clip_config_describe(&c->cfg, desc, sizeof(desc));
-    LM_LOG_DEBUG("sd3", "%s (%s)", desc, lm_safetensors_path(w->st));
+    LM_LOG_DEBUG("sd3", "%s (%s); on %s (%zu weight bytes copied)", desc,
+                 lm_safetensors_path(w->st), lm_backend_name(c->be), c->device_bytes);
     *out = c;
     return LM_OK;
+}
+
+lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *w, lm_clip_kind kind, lm_error *err)
+{
+    return lm_clip_load_on(out, w, kind, NULL, err);
 }
 
 static void free_rows(const bind_row *rows, size_t n, void *base)
@@ -177,12 +275,29 @@ int lm_clip_pooled_width(const lm_clip *clip)
     return clip->cfg.pooled_projected ? clip->cfg.proj_dim : clip->cfg.width;
 }
 
-/* ---- one chunk ---- */
-
-static const char *kind_name(const lm_clip *c)
+lm_backend *lm_clip_backend(const lm_clip *clip)
 {
-    return c->cfg.kind == LM_CLIP_KIND_L ? "CLIP-L" : "CLIP-G";
+    return clip->be;
 }
+
+size_t lm_clip_device_bytes(const lm_clip *clip)
+{
+    return clip->device_bytes;
+}
+
+/* Replaces a device result by its host copy (NULL on failure); NULL and host tensors stay. */
+static lm_status to_host(lm_tensor **t, lm_error *err)
+{
+    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
+        return LM_OK;
+    lm_tensor *h = NULL;
+    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
+    lm_tensor_free(*t);
+    *t = h;
+    return st;
+}
+
+/* ---- one chunk ---- */
 
 /* ids as an I32 [1, n] tensor on the weights' backend, each checked against the vocab. */
 static lm_status ids_tensor(const lm_clip *c, const int32_t *ids, size_t n, lm_tensor **out,
@@ -201,12 +316,11 @@ static lm_status ids_tensor(const lm_clip *c, const int32_t *ids, size_t n, lm_t
     if (st != LM_OK)
         return st;
     memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    lm_backend *be = lm_tensor_backend(c->tok_emb);
-    if (be == lm_backend_cpu()) {
+    if (c->be == lm_backend_cpu()) {
         *out = host;
         return LM_OK;
     }
-    st = lm_tensor_to(out, host, be, err);
+    st = lm_tensor_to(out, host, c->be, err);
     lm_tensor_free(host);
     return st;
 }
@@ -348,8 +462,9 @@ static lm_status run_layers(const lm_clip *c, lm_tensor **x, int n_layers, unsig
     return st;
 }
 
-lm_status lm_clip_forward(const lm_clip *clip, const int32_t *ids, size_t n, unsigned want,
-                          lm_clip_hidden *out, lm_error *err)
+/* lm_clip_forward with the results left on the model's backend. */
+static lm_status forward(const lm_clip *clip, const int32_t *ids, size_t n, unsigned want,
+                         lm_clip_hidden *out, lm_error *err)
 {
     memset(out, 0, sizeof(*out));
     if (n < 1 || n > (size_t)clip->cfg.positions)
@@ -368,6 +483,19 @@ lm_status lm_clip_forward(const lm_clip *clip, const int32_t *ids, size_t n, uns
     if (st == LM_OK && (want & need_last))
         st = head(clip, x, pooled_position(ids, n), want, out, err);
     lm_tensor_free(x);
+    if (st != LM_OK)
+        lm_clip_hidden_fini(out);
+    return st;
+}
+
+lm_status lm_clip_forward(const lm_clip *clip, const int32_t *ids, size_t n, unsigned want,
+                          lm_clip_hidden *out, lm_error *err)
+{
+    lm_tensor **fields[5] = { &out->embeddings, &out->penultimate, &out->last_hidden_ln,
+                              &out->pooled_raw, &out->pooled_projected };
+    lm_status st = forward(clip, ids, n, want, out, err);
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(fields); i++)
+        st = to_host(fields[i], err);
     if (st != LM_OK)
         lm_clip_hidden_fini(out);
     return st;
@@ -420,7 +548,7 @@ static lm_status encode_chunk(const lm_clip *c, const int32_t *ids, const double
     if (pooled)
         want |= c->cfg.pooled_projected ? LM_CLIP_WANT_POOLED_PROJECTED : LM_CLIP_WANT_POOLED_RAW;
     lm_clip_hidden h;
-    lm_status st = lm_clip_forward(c, ids, n, want, &h, err);
+    lm_status st = forward(c, ids, n, want, &h, err);
     if (st != LM_OK)
         return st;
     if (z_empty) {
@@ -463,8 +591,7 @@ static lm_status encode_chunks(const lm_clip *c, const int32_t *ids, size_t n_ch
 {
     int64_t shape[3] = { 1, (int64_t)n_chunks * c->cfg.positions, c->cfg.width };
     lm_tensor *ctx = NULL, *pooled = NULL;
-    lm_status st = lm_tensor_new(&ctx, lm_tensor_backend(c->tok_emb), LM_DTYPE_F32, 3, shape,
-                                 err); // [1, 77*K, W]
+    lm_status st = lm_tensor_new(&ctx, c->be, LM_DTYPE_F32, 3, shape, err); // [1, 77*K, W]
     for (size_t k = 0; st == LM_OK && k < n_chunks; k++)
         st = encode_into(c, ids, weights, z_empty, k, ctx, pooled_out ? &pooled : NULL, err);
     if (st != LM_OK) {
@@ -479,6 +606,23 @@ static lm_status encode_chunks(const lm_clip *c, const int32_t *ids, size_t n_ch
     if (pooled_out)
         *pooled_out = pooled;
     return LM_OK;
+}
+
+/* The encode's results (either may be NULL) as host tensors; on failure both are freed. */
+static lm_status results_to_host(lm_tensor **penult, lm_tensor **pooled, lm_error *err)
+{
+    lm_status st = penult ? to_host(penult, err) : LM_OK; // [1, 77*K, W]
+    if (st == LM_OK && pooled)
+        st = to_host(pooled, err); // [1, P]
+    if (st != LM_OK && penult) {
+        lm_tensor_free(*penult);
+        *penult = NULL;
+    }
+    if (st != LM_OK && pooled) {
+        lm_tensor_free(*pooled);
+        *pooled = NULL;
+    }
+    return st;
 }
 
 lm_status lm_clip_encode(const lm_clip *clip, const int32_t *ids, size_t n_tokens,
@@ -501,12 +645,12 @@ lm_status lm_clip_encode(const lm_clip *clip, const int32_t *ids, size_t n_token
     if (weighted || n_tokens == 0)
         st = empty_chunk(clip, &empty, err);
     if (st == LM_OK && weighted)
-        st = lm_clip_forward(clip, empty, chunk, LM_CLIP_WANT_PENULTIMATE, &eh, err);
+        st = forward(clip, empty, chunk, LM_CLIP_WANT_PENULTIMATE, &eh, err);
     if (st == LM_OK)
         st = encode_chunks(clip, n_tokens ? ids : empty, n_tokens ? n_tokens / chunk : 1,
                            weighted ? weights : NULL, eh.penultimate, penultimate_out, pooled_out,
                            err);
     lm_clip_hidden_fini(&eh);
     lm_free(empty);
-    return st;
+    return st == LM_OK ? results_to_host(penultimate_out, pooled_out, err) : st;
 }

@@ -13,6 +13,11 @@
  * tensors keep the mapping alive, so the safetensors set may be closed first. Tensors
  * returned through *_out / lm_clip_hidden are the caller's (lm_tensor_free).
  *
+ * Devices (docs/models.md, "Devices"): lm_clip_load_on() with a device backend copies every
+ * weight there once, in its stored dtype, and the transformer runs there. The boundary is
+ * host memory: ids come from host arrays and every tensor lm_clip_forward/lm_clip_encode
+ * return is a host (CPU) F32 tensor, wherever the model computes.
+ *
  * Thread safety: a model is read-only after load; any number of threads may encode with
  * it at once. Per-call activations are freed before each call returns. */
 #ifndef LM_NODES_SD3_CLIP_H
@@ -62,7 +67,17 @@ typedef struct lm_clip lm_clip;
 /* Infers the config and binds every tensor, checking each shape; a missing or mis-shaped
  * tensor fails here, naming the tensor and the file. */
 lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *w, lm_clip_kind kind, lm_error *err);
+/* Same, computing on backend `be`. NULL or a host backend: lm_clip_load() exactly (the
+ * weights stay in the mapping). A device: every weight is copied there once in its stored
+ * dtype; when the device is short of memory the load fails with LM_ENOMEM, a message naming
+ * the CLIP ("CLIP-L"/"CLIP-G"), and nothing left allocated. */
+lm_status lm_clip_load_on(lm_clip **out, const lm_sd3_weights *w, lm_clip_kind kind, lm_backend *be,
+                          lm_error *err);
 void lm_clip_free(lm_clip *clip); /* NULL is a no-op */
+/* Where the model computes: its device, or the CPU backend. Borrowed. */
+lm_backend *lm_clip_backend(const lm_clip *clip);
+/* Bytes of weights copied to the device (their stored dtype); 0 on the CPU. */
+size_t lm_clip_device_bytes(const lm_clip *clip);
 const lm_clip_config *lm_clip_config_of(const lm_clip *clip);
 /* The width of SD3's pooled vector: proj_dim for CLIP-G, width for CLIP-L. */
 int lm_clip_pooled_width(const lm_clip *clip);
@@ -86,7 +101,8 @@ typedef struct {
 } lm_clip_hidden;
 
 /* One chunk of n ids (1 <= n <= positions, each in [0, vocab)) through the transformer on
- * the weights' backend. *out is zeroed first; on failure it is left empty. */
+ * the model's backend; the results are host tensors. *out is zeroed first; on failure it is
+ * left empty. */
 lm_status lm_clip_forward(const lm_clip *clip, const int32_t *ids, size_t n, unsigned want,
                           lm_clip_hidden *out, lm_error *err);
 void lm_clip_hidden_fini(lm_clip_hidden *h); /* frees every field; NULL fields are fine */

@@ -6,7 +6,13 @@
  * into a zero tensor of the context width (SD3 paper §2.3; ComfyUI's SD3ClipModel pads the
  * concatenation to 4096 the same way), then the T5 rows are appended along tokens. A
  * missing encoder is replaced as ComfyUI replaces it (see conditioner.h); the widths of
- * what is missing are options because a tiny test model's widths cannot be guessed. */
+ * what is missing are options because a tiny test model's widths cannot be guessed.
+ *
+ * Devices: each encoder computes on its own backend and hands back host tensors (the model
+ * boundary is host memory), so the assembly here — a few copies of [77*K, D] rows — runs on
+ * the host whatever the encoders' devices, and the results are host tensors. The prompt
+ * weights are applied inside the encoders, on their backend (lm_sd3_token_weights_apply
+ * computes where z lives). */
 #include "nodes/sd3/conditioner.h"
 
 #include "core/base/alloc.h"
@@ -124,8 +130,8 @@ typedef struct {
     lm_tensor *t5;              /* [1, T, D] */
     int width_l, width_g;       /* columns of each CLIP part, missing ones included */
     int pooled_l, pooled_g;
-    int64_t d; /* context width */
-    lm_backend *be;
+    int64_t d;      /* context width */
+    lm_backend *be; /* the host: the encoders return host tensors wherever they run */
 } cond_parts;
 
 static void parts_fini(cond_parts *p)
@@ -278,9 +284,6 @@ lm_status lm_sd3_condition(const lm_clip *clip_l, const lm_clip *clip_g, const l
     /* y never needs the T5. */
     if (st == LM_OK && t5 && context_out)
         st = lm_t5_encode(t5, it5->ids, it5->n, it5->weights, &p.t5, err); // [1, T, D]
-    const lm_tensor *any = p.pen_l ? p.pen_l : p.pen_g ? p.pen_g : p.t5;
-    if (any)
-        p.be = lm_tensor_backend(any); /* zeros go where the encoders ran */
     if (st == LM_OK && context_out)
         st = context(&p, o, context_out, err); // [1, N, D]
     if (st == LM_OK && pooled_out)

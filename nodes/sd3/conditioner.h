@@ -12,6 +12,9 @@
  * zeros. D, the context width, is the T5's width when a T5 is given, else opts.context_width
  * (the MMDiT's context_embedder input width), else 4096 as ComfyUI pads to.
  *
+ * Devices: each encoder computes on its own backend (lm_clip_backend, lm_t5_backend; they
+ * may differ) and the results are host (CPU) F32 tensors wherever they ran.
+ *
  * Ownership: the encoders are borrowed; the tensors returned through *_out are the
  * caller's (lm_tensor_free). Thread-safe: nothing is written but the outputs. */
 #ifndef LM_NODES_SD3_CONDITIONER_H
@@ -69,8 +72,8 @@ lm_status lm_sd3_condition(const lm_clip *clip_l, const lm_clip *clip_g, const l
 
 /* ComfyUI's prompt weighting (SDClipModel.encode_token_weights): for every token i whose
  * weight w is not exactly 1.0, out[i] = (z[i] - z_empty[i]) * w + z_empty[i]; rows with
- * weight 1.0 are z's rows bit for bit. z and z_empty [1, T, C] on one backend, weights[T].
- * out is new [1, T, C]. */
+ * weight 1.0 are z's rows bit for bit. z and z_empty [1, T, C] on one backend, weights[T]
+ * (host memory). out is new [1, T, C] on that backend (the encoders call this on theirs). */
 lm_status lm_sd3_token_weights_apply(lm_tensor **out, const lm_tensor *z, const lm_tensor *z_empty,
                                      const double *weights, lm_error *err);
 

@@ -11,9 +11,16 @@
  * before any work, with messages saying what was passed and what the model takes.
  *
  * Loading binds each tensor once with its expected shape from the inferred configuration,
- * so a file with a missing or mis-shaped tensor fails at load, naming both. */
+ * so a file with a missing or mis-shaped tensor fails at load, naming both.
+ *
+ * Devices: the weights are bound as views of the mapping, then (lm_mmdit_load_on on a
+ * device) each replaced by its copy there, same dtype; one walk over every weight slot
+ * (each_weight) serves the copy, the byte count and the free. lm_mmdit_forward moves host
+ * inputs to the model's backend, runs the whole pass there (timesteps, the position crop and
+ * every activation are made by ops on the device) and brings the velocity back. */
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/str.h"
 #include "nodes/sd3/mmdit_impl.h"
 
 #include <stdarg.h>
@@ -48,12 +55,6 @@ static lm_status bind_linear(lm_mmdit__linear *l, const lm_sd3_weights *w, const
     return st;
 }
 
-static void linear_free(lm_mmdit__linear *l)
-{
-    lm_tensor_free(l->w);
-    lm_tensor_free(l->b);
-}
-
 static lm_status bind_attn(lm_mmdit__attn *a, const lm_sd3_weights *w, const char *prefix,
                            const lm_mmdit_config *cfg, bool proj, lm_error *err)
 {
@@ -73,16 +74,6 @@ static lm_status bind_attn(lm_mmdit__attn *a, const lm_sd3_weights *w, const cha
     if (st == LM_OK && cfg->qk_norm == LM_MMDIT_QK_LN)
         st = bind(&a->ln_k_b, w, 1, d, err, "%s.ln_k.bias", prefix);
     return st;
-}
-
-static void attn_free(lm_mmdit__attn *a)
-{
-    linear_free(&a->qkv);
-    linear_free(&a->proj);
-    lm_tensor_free(a->ln_q);
-    lm_tensor_free(a->ln_k);
-    lm_tensor_free(a->ln_q_b);
-    lm_tensor_free(a->ln_k_b);
 }
 
 /* joint_blocks.<i>.<context_block|x_block>.* */
@@ -107,15 +98,6 @@ static lm_status bind_stream(lm_mmdit__stream *s, const lm_sd3_weights *w, const
     if (st == LM_OK && !s->pre_only)
         st = bind_linear(&s->fc2, w, p, h, cfg->mlp_hidden, true, err);
     return st;
-}
-
-static void stream_free(lm_mmdit__stream *s)
-{
-    linear_free(&s->ada);
-    attn_free(&s->attn);
-    attn_free(&s->attn2);
-    linear_free(&s->fc1);
-    linear_free(&s->fc2);
 }
 
 static lm_status bind_blocks(lm_mmdit *m, const lm_sd3_weights *w, lm_error *err)
@@ -168,45 +150,167 @@ static lm_status bind_embedders(lm_mmdit *m, const lm_sd3_weights *w, lm_error *
     return st;
 }
 
-lm_status lm_mmdit_load(lm_mmdit **out, const lm_sd3_weights *w, lm_error *err)
+/* ---- every weight slot, for the device copy and for freeing ---- */
+
+typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
+
+static lm_status each_linear(lm_mmdit__linear *l, slot_fn fn, void *user)
+{
+    lm_status st = fn(&l->w, user);
+    return st == LM_OK ? fn(&l->b, user) : st;
+}
+
+static lm_status each_attn(lm_mmdit__attn *a, slot_fn fn, void *user)
+{
+    lm_tensor **norms[4] = { &a->ln_q, &a->ln_k, &a->ln_q_b, &a->ln_k_b };
+    lm_status st = each_linear(&a->qkv, fn, user);
+    if (st == LM_OK)
+        st = each_linear(&a->proj, fn, user);
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(norms); i++)
+        st = fn(norms[i], user);
+    return st;
+}
+
+static lm_status each_stream(lm_mmdit__stream *s, slot_fn fn, void *user)
+{
+    lm_mmdit__linear *lins[3] = { &s->ada, &s->fc1, &s->fc2 };
+    lm_status st = each_attn(&s->attn, fn, user);
+    if (st == LM_OK)
+        st = each_attn(&s->attn2, fn, user);
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(lins); i++)
+        st = each_linear(lins[i], fn, user);
+    return st;
+}
+
+/* Calls fn on every weight slot of the model, absent (NULL) ones included. */
+static lm_status each_weight(lm_mmdit *m, slot_fn fn, void *user)
+{
+    lm_tensor **own[3] = { &m->x_emb_w, &m->x_emb_b, &m->pos_embed };
+    lm_mmdit__linear *lins[] = { &m->t_mlp0,  &m->t_mlp2,    &m->y_mlp0,   &m->y_mlp2,
+                                 &m->ctx_emb, &m->final_ada, &m->final_lin };
+    lm_status st = LM_OK;
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(own); i++)
+        st = fn(own[i], user);
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(lins); i++)
+        st = each_linear(lins[i], fn, user);
+    for (int i = 0; st == LM_OK && m->blocks && i < m->cfg.depth; i++) {
+        st = each_stream(&m->blocks[i].ctx, fn, user);
+        if (st == LM_OK)
+            st = each_stream(&m->blocks[i].x, fn, user);
+    }
+    return st;
+}
+
+static lm_status free_slot(lm_tensor **slot, void *user)
+{
+    LM_UNUSED(user);
+    lm_tensor_free(*slot);
+    *slot = NULL;
+    return LM_OK;
+}
+
+static lm_status count_slot(lm_tensor **slot, void *user)
+{
+    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
+    return LM_OK;
+}
+
+typedef struct {
+    lm_backend *be;
+    size_t bytes; /* copied so far */
+    lm_error *err;
+} mover;
+
+/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
+static lm_status move_slot(lm_tensor **slot, void *user)
+{
+    mover *mv = user;
+    lm_tensor *dev = NULL;
+    if (!*slot)
+        return LM_OK;
+    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
+    if (st != LM_OK)
+        return st;
+    lm_tensor_free(*slot);
+    *slot = dev;
+    mv->bytes += lm_tensor_nbytes(dev);
+    return LM_OK;
+}
+
+/* Copies every bound weight to `be` once. On failure the message names the model and keeps
+ * the device's own reason; the half-copied model is the caller's to free. */
+static lm_status to_device(lm_mmdit *m, lm_backend *be, lm_error *err)
+{
+    size_t need = 0;
+    mover mv = { .be = be, .err = err };
+    each_weight(m, count_slot, &need);
+    lm_status st = each_weight(m, move_slot, &mv);
+    if (st == LM_OK) {
+        m->device_bytes = mv.bytes;
+        return LM_OK;
+    }
+    if (!err)
+        return st;
+    char why[sizeof(err->msg)];
+    lm_strlcpy(why, err->msg, sizeof(why));
+    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
+              "MMDiT: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
+              (double)need / 1048576.0,
+              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
+              (double)mv.bytes / 1048576.0, why);
+    lm_error_hint(err, "free memory on %s, or let the MMDiT compute on the CPU",
+                  lm_backend_name(be));
+    return st;
+}
+
+lm_status lm_mmdit_load_on(lm_mmdit **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
 {
     *out = NULL;
     lm_mmdit *m = lm_calloc(1, sizeof(*m));
     if (!m)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "MMDiT: no memory for the model");
+    m->be = be && !lm_backend_is_host(be) ? be : lm_backend_cpu();
     lm_status st = lm_mmdit_config_infer(&m->cfg, w, err);
     if (st == LM_OK)
         st = bind_embedders(m, w, err);
     if (st == LM_OK)
         st = bind_blocks(m, w, err);
+    if (st == LM_OK && m->be != lm_backend_cpu())
+        st = to_device(m, m->be, err);
     if (st != LM_OK) {
         lm_mmdit_free(m);
         return st;
     }
     char desc[512];
     lm_mmdit_config_describe(&m->cfg, desc, sizeof(desc));
-    LM_LOG_DEBUG("mmdit", "%s: %s", lm_safetensors_path(w->st), desc);
+    LM_LOG_DEBUG("mmdit", "%s: %s; on %s (%zu weight bytes copied)", lm_safetensors_path(w->st),
+                 desc, lm_backend_name(m->be), m->device_bytes);
     *out = m;
     return LM_OK;
+}
+
+lm_status lm_mmdit_load(lm_mmdit **out, const lm_sd3_weights *w, lm_error *err)
+{
+    return lm_mmdit_load_on(out, w, NULL, err);
 }
 
 void lm_mmdit_free(lm_mmdit *m)
 {
     if (!m)
         return;
-    for (int i = 0; m->blocks && i < m->cfg.depth; i++) {
-        stream_free(&m->blocks[i].ctx);
-        stream_free(&m->blocks[i].x);
-    }
+    each_weight(m, free_slot, NULL);
     lm_free(m->blocks);
-    lm_tensor_free(m->x_emb_w);
-    lm_tensor_free(m->x_emb_b);
-    lm_tensor_free(m->pos_embed);
-    lm_mmdit__linear *lins[] = { &m->t_mlp0,  &m->t_mlp2,    &m->y_mlp0,   &m->y_mlp2,
-                                 &m->ctx_emb, &m->final_ada, &m->final_lin };
-    for (size_t i = 0; i < LM_COUNTOF(lins); i++)
-        linear_free(lins[i]);
     lm_free(m);
+}
+
+lm_backend *lm_mmdit_backend(const lm_mmdit *m)
+{
+    return m->be;
+}
+
+size_t lm_mmdit_device_bytes(const lm_mmdit *m)
+{
+    return m->device_bytes;
 }
 
 const lm_mmdit_config *lm_mmdit_config_of(const lm_mmdit *m)
@@ -424,19 +528,14 @@ static lm_status final_layer(lm_tensor **out, const lm_mmdit *m, const lm_tensor
     return st;
 }
 
-lm_status lm_mmdit_forward(const lm_mmdit *m, const lm_tensor *x, const lm_tensor *sigma,
-                           const lm_tensor *context, const lm_tensor *y, const lm_mmdit_opts *opts,
-                           lm_tensor **out, lm_error *err)
+/* The forward on the model's backend; every input is already there. */
+static lm_status forward_on(const lm_mmdit *m, const lm_tensor *x, const lm_tensor *sigma,
+                            const lm_tensor *context, const lm_tensor *y, const lm_mmdit_opts *o,
+                            lm_tensor **out, lm_error *err)
 {
-    static const lm_mmdit_opts defaults;
-    const lm_mmdit_opts *o = opts ? opts : &defaults;
-    *out = NULL;
-    lm_status st = check_inputs(m, x, sigma, context, y, err);
-    if (st != LM_OK)
-        return st;
     int64_t p = m->cfg.patch, gh = x->shape[2] / p, gw = x->shape[3] / p;
     lm_tensor *silu_c = NULL, *ctx = NULL, *xs = NULL, *f = NULL;
-    st = embed_conditioning(&silu_c, m, sigma, y, o, err); // [B, H]
+    lm_status st = embed_conditioning(&silu_c, m, sigma, y, o, err); // [B, H]
     if (st == LM_OK)
         st = lm_mmdit__linear_apply(&ctx, context, &m->ctx_emb, err); // [B, T, H]
     inspect(o, "context_emb", ctx);
@@ -453,6 +552,59 @@ lm_status lm_mmdit_forward(const lm_mmdit *m, const lm_tensor *x, const lm_tenso
     lm_tensor_free(silu_c);
     lm_tensor_free(xs);
     lm_tensor_free(f);
+    return st;
+}
+
+/* An input on the model's backend: *moved is the device copy of a host tensor, NULL when t
+ * is usable as it is. A tensor on another device is refused. */
+static lm_status input_on(const lm_mmdit *m, const lm_tensor *t, const char *what,
+                          lm_tensor **moved, lm_error *err)
+{
+    lm_backend *tb = lm_tensor_backend(t);
+    *moved = NULL;
+    if (tb == m->be || (lm_backend_is_host(tb) && lm_backend_is_host(m->be)))
+        return LM_OK;
+    if (lm_backend_is_host(tb))
+        return lm_tensor_to(moved, t, m->be, err);
+    lm_errorf(err, LM_EINVAL, "wrong_backend", "MMDiT: %s is on %s but the model computes on %s",
+              what, lm_backend_name(tb), lm_backend_name(m->be));
+    lm_error_hint(err, "pass host tensors, or tensors on the model's device");
+    return LM_EINVAL;
+}
+
+/* Replaces a device result by its host copy (NULL on failure). */
+static lm_status to_host(lm_tensor **t, lm_error *err)
+{
+    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
+        return LM_OK;
+    lm_tensor *h = NULL;
+    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
+    lm_tensor_free(*t);
+    *t = h;
+    return st;
+}
+
+lm_status lm_mmdit_forward(const lm_mmdit *m, const lm_tensor *x, const lm_tensor *sigma,
+                           const lm_tensor *context, const lm_tensor *y, const lm_mmdit_opts *opts,
+                           lm_tensor **out, lm_error *err)
+{
+    static const lm_mmdit_opts defaults;
+    static const char *const names[4] = { "latent x", "sigma", "context", "pooled y" };
+    const lm_mmdit_opts *o = opts ? opts : &defaults;
+    const lm_tensor *in[4] = { x, sigma, context, y }, *use[4] = { NULL, NULL, NULL, NULL };
+    lm_tensor *moved[4] = { NULL, NULL, NULL, NULL };
+    *out = NULL;
+    lm_status st = check_inputs(m, x, sigma, context, y, err);
+    for (int i = 0; i < 4 && st == LM_OK; i++) {
+        st = input_on(m, in[i], names[i], &moved[i], err);
+        use[i] = moved[i] ? moved[i] : in[i];
+    }
+    if (st == LM_OK)
+        st = forward_on(m, use[0], use[1], use[2], use[3], o, out, err); // [B, Cout, h, w]
+    if (st == LM_OK)
+        st = to_host(out, err);
+    for (int i = 0; i < 4; i++)
+        lm_tensor_free(moved[i]);
     return st;
 }
 

@@ -14,6 +14,11 @@
  * alive, so the lm_safetensors set may be closed before the model is freed. Tensors
  * returned by the forward functions are the caller's (lm_tensor_free).
  *
+ * Devices (docs/models.md, "Devices"): lm_mmdit_load_on() with a device backend copies
+ * every weight there once, in its stored dtype, and the model computes there. The boundary
+ * is host memory: lm_mmdit_forward() takes inputs on the host or on the model's backend and
+ * returns host (CPU) tensors; only the inspect hook sees tensors on the device.
+ *
  * Thread safety: a loaded model is read-only; forwards from several threads at once are
  * safe (each keeps its activations to itself). */
 #ifndef LM_NODES_SD3_MMDIT_H
@@ -67,7 +72,18 @@ typedef struct lm_mmdit lm_mmdit;
 /* Infers the configuration and binds every tensor (logs the configuration at DEBUG). A
  * missing or mis-shaped tensor is an error naming the tensor and the file. */
 lm_status lm_mmdit_load(lm_mmdit **out, const lm_sd3_weights *w, lm_error *err);
+/* Same, computing on backend `be`. NULL or a host backend: lm_mmdit_load() exactly (the
+ * weights stay in the mapping). A device: every weight is copied there once in its stored
+ * dtype (F16/BF16 stay 16-bit); when the device is short of memory the load fails with
+ * LM_ENOMEM, a message naming the MMDiT, and nothing left allocated. */
+lm_status lm_mmdit_load_on(lm_mmdit **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err);
 void lm_mmdit_free(lm_mmdit *m); /* NULL is a no-op */
+/* Where the model computes: its device, or the CPU backend. Borrowed (backends live until
+ * the process ends). */
+lm_backend *lm_mmdit_backend(const lm_mmdit *m);
+/* Bytes of weights copied to the device: the sum of the bound tensors' sizes in their
+ * stored dtype; 0 on the CPU. */
+size_t lm_mmdit_device_bytes(const lm_mmdit *m);
 /* Borrowed; lives as long as the model. */
 const lm_mmdit_config *lm_mmdit_config_of(const lm_mmdit *m);
 /* Largest latent height/width the position table allows: pos_embed_max * patch. */
@@ -88,22 +104,25 @@ typedef struct {
     /* Called with each intermediate, named as the golden files name them after "s0.im.":
      * "patch_embed", "pos_embed_cropped", "t_freq", "t_emb", "y_emb", "c", "context_emb",
      * "block<i>.x", "block<i>.context" (not for the last block), "final_layer". The
-     * tensor is borrowed for the call (it may be a strided view). */
+     * tensor is borrowed for the call (it may be a strided view) and lives on the model's
+     * backend: read it with lm_tensor_to_f32_host, never lm_tensor_data. */
     void (*inspect)(const char *name, const lm_tensor *t, void *user);
     void *user;
 } lm_mmdit_opts;
 
 /* One forward pass. x [B, in_channels, h, w] (h, w multiples of patch, at most
  * lm_mmdit_max_latent), sigma [B] (noise levels; the timestep is sigma*1000 in fp32),
- * context [B, T, context_in], y [B, adm_in]. Result: the model output (flow velocity)
- * [B, out_channels, h, w], F32, on x's backend. Every input must be on the backend of the
- * weights (the CPU for a mapped checkpoint). */
+ * context [B, T, context_in], y [B, adm_in]. Each input may be on the host or on the
+ * model's backend (host ones are copied there; another device is refused, kind
+ * "wrong_backend"). Result: the model output (flow velocity) [B, out_channels, h, w], F32,
+ * a host (CPU) tensor wherever the model computes. */
 lm_status lm_mmdit_forward(const lm_mmdit *m, const lm_tensor *x, const lm_tensor *sigma,
                            const lm_tensor *context, const lm_tensor *y, const lm_mmdit_opts *opts,
                            lm_tensor **out, lm_error *err);
 
 /* denoised = x - v*sigma per sample (the reference's BaseModel.apply_model): x and v
- * [B, C, h, w], sigma [B]. */
+ * [B, C, h, w], sigma [B]. It does not touch a model: it computes on the backend its
+ * inputs share (the host, for lm_mmdit_forward's results). */
 lm_status lm_mmdit_denoised(lm_tensor **out, const lm_tensor *x, const lm_tensor *v,
                             const lm_tensor *sigma, lm_error *err);
 

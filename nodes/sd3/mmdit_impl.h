@@ -2,10 +2,11 @@
  * (mmdit.c: load, embedders, final layer, forward; mmdit_block.c: one joint block).
  * Internal to nodes/sd3/mmdit*.c.
  *
- * Every lm_tensor here wraps the mapped checkpoint in its stored dtype (F16/BF16/F32) and
- * is owned by the model; lm_linear converts weight panels on the fly, so no F32 copy of the
- * weight set exists. A NULL tensor means "absent in this checkpoint" (bias, q/k norm,
- * attn2, the pre-only context stream's proj and MLP). */
+ * Every lm_tensor here is owned by the model and keeps its stored dtype (F16/BF16/F32): on
+ * the CPU it wraps the mapped checkpoint, on a device it is the one copy made there at load.
+ * lm_linear converts weight panels on the fly, so no F32 copy of the weight set exists. A
+ * NULL tensor means "absent in this checkpoint" (bias, q/k norm, attn2, the pre-only context
+ * stream's proj and MLP). Activations live on `be`, the weights' backend. */
 #ifndef LM_NODES_SD3_MMDIT_IMPL_H
 #define LM_NODES_SD3_MMDIT_IMPL_H
 
@@ -39,6 +40,8 @@ typedef struct {
 
 struct lm_mmdit {
     lm_mmdit_config cfg;
+    lm_backend *be;      /* where it computes: the CPU, or the device holding the weights */
+    size_t device_bytes; /* weight bytes copied to that device (0 on the CPU) */
     lm_tensor *x_emb_w, *x_emb_b; /* [H, Cin, p, p], [H] */
     lm_tensor *pos_embed;         /* [1, P*P, H] */
     lm_mmdit__linear t_mlp0, t_mlp2, y_mlp0, y_mlp2, ctx_emb;

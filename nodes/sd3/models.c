@@ -32,9 +32,9 @@ typedef struct file_entry {
 struct lm_sd3_part {
     struct lm_sd3_part *next;
     lm_sd3_part_kind kind;
-    char *path;         /* real path of the file (or tokenizer directory) */
-    lm_backend *wanted; /* the backend asked for (part of the key) */
-    lm_backend *placed; /* where it computes: `wanted`, or the CPU when that was short */
+    char *path;          /* real path of the file (or tokenizer directory) */
+    lm_backend *wanted;  /* the backend asked for (part of the key) */
+    lm_backend *placed;  /* where it computes: `wanted`, or the CPU when that was short */
     size_t device_bytes; /* weight bytes held on a device (0 on the CPU) */
     int users;
     double last_used;
@@ -222,7 +222,7 @@ static size_t env_bytes(const char *name, size_t dflt)
     double n = v && v[0] ? strtod(v, &end) : -1;
     if (n < 0 || !end || (*end && !strchr("KkMmGg", *end)))
         return dflt;
-    double unit = *end == 'K' || *end == 'k' ? 1024.0
+    double unit = *end == 'K' || *end == 'k'   ? 1024.0
                   : *end == 'M' || *end == 'm' ? 1048576.0
                   : *end == 'G' || *end == 'g' ? 1073741824.0
                                                : 1.0;
@@ -370,8 +370,8 @@ static lm_status load_tokenizers(lm_sd3_part *p, lm_error *err)
 }
 
 /* Finds or loads a part. Called with the lock held. */
-static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_backend *be,
-                          lm_sd3_part **out, lm_error *err)
+static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_backend *be, lm_sd3_part **out,
+                          lm_error *err)
 {
     if (kind == LM_SD3_PART_TOKENIZERS)
         be = lm_backend_cpu(); /* tokenizers are host data whatever the device */

@@ -10,11 +10,17 @@
  *   out = rms(x) with the final norm
  * The bias [1, H, T, T] is computed once per call from block 0's table
  * (relative_attention_bias[bucket(j - i)]) and shared by every block, as the reference
- * does. No padding mask, no truncation: the caller's length is used as is. */
+ * does. No padding mask, no truncation: the caller's length is used as is.
+ *
+ * Devices: the weights are bound as views of the mapping, then (lm_t5_load_on on a device)
+ * each replaced by its copy there, same dtype. The public functions are thin wrappers that
+ * bring the result of an internal pass (embed, position_bias, encode: all on the model's
+ * backend) back to the host; ids go the other way, built on the host and copied. */
 #include "nodes/sd3/t5.h"
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/conditioner.h"
 
@@ -31,6 +37,8 @@ typedef struct {
 
 struct lm_t5 {
     lm_t5_config cfg;
+    lm_backend *be;      /* where it computes: the CPU, or the device holding the weights */
+    size_t device_bytes; /* weight bytes copied to that device (0 on the CPU) */
     lm_tensor *shared, *rel_bias, *final_ln;
     t5_block *blocks; /* cfg.layers */
 };
@@ -113,12 +121,87 @@ static lm_status bind_all(lm_t5 *t, const lm_sd3_weights *w, lm_error *err)
     return st;
 }
 
-lm_status lm_t5_load(lm_t5 **out, const lm_sd3_weights *w, lm_error *err)
+/* ---- the device copy ---- */
+
+typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
+
+static lm_tensor **slot_at(void *base, size_t offset)
+{
+    return (lm_tensor **)((char *)base + offset);
+}
+
+/* Calls fn on every weight slot of the model. */
+static lm_status each_weight(lm_t5 *t, slot_fn fn, void *user)
+{
+    lm_status st = LM_OK;
+    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(model_rows); i++)
+        st = fn(slot_at(t, model_rows[i].offset), user);
+    for (int l = 0; st == LM_OK && t->blocks && l < t->cfg.layers; l++)
+        for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(block_rows); i++)
+            st = fn(slot_at(&t->blocks[l], block_rows[i].offset), user);
+    return st;
+}
+
+static lm_status count_slot(lm_tensor **slot, void *user)
+{
+    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
+    return LM_OK;
+}
+
+typedef struct {
+    lm_backend *be;
+    size_t bytes; /* copied so far */
+    lm_error *err;
+} mover;
+
+/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
+static lm_status move_slot(lm_tensor **slot, void *user)
+{
+    mover *mv = user;
+    lm_tensor *dev = NULL;
+    if (!*slot)
+        return LM_OK;
+    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
+    if (st != LM_OK)
+        return st;
+    lm_tensor_free(*slot);
+    *slot = dev;
+    mv->bytes += lm_tensor_nbytes(dev);
+    return LM_OK;
+}
+
+/* Copies every bound weight to `be` once. On failure the message names the model and keeps
+ * the device's own reason; the half-copied model is the caller's to free. */
+static lm_status to_device(lm_t5 *t, lm_backend *be, lm_error *err)
+{
+    size_t need = 0;
+    mover mv = { .be = be, .err = err };
+    each_weight(t, count_slot, &need);
+    lm_status st = each_weight(t, move_slot, &mv);
+    if (st == LM_OK) {
+        t->device_bytes = mv.bytes;
+        return LM_OK;
+    }
+    if (!err)
+        return st;
+    char why[sizeof(err->msg)];
+    lm_strlcpy(why, err->msg, sizeof(why));
+    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
+              "T5-XXL: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
+              (double)need / 1048576.0,
+              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
+              (double)mv.bytes / 1048576.0, why);
+    lm_error_hint(err, "free memory on %s, or let T5-XXL compute on the CPU", lm_backend_name(be));
+    return st;
+}
+
+lm_status lm_t5_load_on(lm_t5 **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
 {
     *out = NULL;
     lm_t5 *t = lm_calloc(1, sizeof(*t));
     if (!t)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "no memory for a T5 model");
+    t->be = be && !lm_backend_is_host(be) ? be : lm_backend_cpu();
     lm_status st = lm_t5_config_infer(&t->cfg, w, err);
     if (st == LM_OK) {
         t->blocks = lm_calloc((size_t)LM_MAX(t->cfg.layers, 1), sizeof(*t->blocks));
@@ -127,15 +210,23 @@ lm_status lm_t5_load(lm_t5 **out, const lm_sd3_weights *w, lm_error *err)
     }
     if (st == LM_OK)
         st = bind_all(t, w, err);
+    if (st == LM_OK && t->be != lm_backend_cpu())
+        st = to_device(t, t->be, err);
     if (st != LM_OK) {
         lm_t5_free(t);
         return st;
     }
     char desc[256];
     lm_t5_config_describe(&t->cfg, desc, sizeof(desc));
-    LM_LOG_DEBUG("sd3", "%s (%s)", desc, lm_safetensors_path(w->st));
+    LM_LOG_DEBUG("sd3", "%s (%s); on %s (%zu weight bytes copied)", desc,
+                 lm_safetensors_path(w->st), lm_backend_name(t->be), t->device_bytes);
     *out = t;
     return LM_OK;
+}
+
+lm_status lm_t5_load(lm_t5 **out, const lm_sd3_weights *w, lm_error *err)
+{
+    return lm_t5_load_on(out, w, NULL, err);
 }
 
 void lm_t5_free(lm_t5 *t5)
@@ -154,16 +245,39 @@ const lm_t5_config *lm_t5_config_of(const lm_t5 *t5)
     return &t5->cfg;
 }
 
+lm_backend *lm_t5_backend(const lm_t5 *t5)
+{
+    return t5->be;
+}
+
+size_t lm_t5_device_bytes(const lm_t5 *t5)
+{
+    return t5->device_bytes;
+}
+
 /* ---- forward ---- */
 
-lm_status lm_t5_position_bias(const lm_t5 *t5, int64_t n, lm_tensor **out, lm_error *err)
+/* Replaces a device result by its host copy (NULL on failure); host tensors stay. */
+static lm_status to_host(lm_status st, lm_tensor **t, lm_error *err)
+{
+    if (st != LM_OK || !*t || lm_backend_is_host(lm_tensor_backend(*t)))
+        return st;
+    lm_tensor *h = NULL;
+    st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
+    lm_tensor_free(*t);
+    *t = h;
+    return st;
+}
+
+/* lm_t5_position_bias on the model's backend. */
+static lm_status position_bias(const lm_t5 *t5, int64_t n, lm_tensor **out, lm_error *err)
 {
     *out = NULL;
     static const int perm[3] = { 2, 0, 1 };
     int64_t shape[4] = { 1, t5->cfg.heads, n, n };
     lm_tensor *buckets = NULL, *rows = NULL, *hqk = NULL, *flat = NULL;
-    lm_status st = lm_t5_buckets(&buckets, lm_tensor_backend(t5->rel_bias), n, n,
-                                 t5->cfg.num_buckets, t5->cfg.max_distance, true, err); // [T, T]
+    lm_status st = lm_t5_buckets(&buckets, t5->be, n, n, t5->cfg.num_buckets, t5->cfg.max_distance,
+                                 true, err); // [T, T]
     if (st == LM_OK)
         st = lm_embedding(&rows, t5->rel_bias, buckets, err); // [T, T, H]
     if (st == LM_OK)
@@ -179,7 +293,14 @@ lm_status lm_t5_position_bias(const lm_t5 *t5, int64_t n, lm_tensor **out, lm_er
     return st;
 }
 
-lm_status lm_t5_embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor **out, lm_error *err)
+lm_status lm_t5_position_bias(const lm_t5 *t5, int64_t n, lm_tensor **out, lm_error *err)
+{
+    return to_host(position_bias(t5, n, out, err), out, err); // [1, H, T, T]
+}
+
+/* lm_t5_embed on the model's backend. */
+static lm_status embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor **out,
+                       lm_error *err)
 {
     *out = NULL;
     for (size_t i = 0; i < n; i++)
@@ -194,14 +315,18 @@ lm_status lm_t5_embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor *
     if (st != LM_OK)
         return st;
     memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    lm_backend *be = lm_tensor_backend(t5->shared);
-    if (be != lm_backend_cpu())
-        st = lm_tensor_to(&idt, host, be, err);
+    if (t5->be != lm_backend_cpu())
+        st = lm_tensor_to(&idt, host, t5->be, err);
     if (st == LM_OK)
         st = lm_embedding(out, t5->shared, idt ? idt : host, err); // [1, T, D]
     lm_tensor_free(host);
     lm_tensor_free(idt);
     return st;
+}
+
+lm_status lm_t5_embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor **out, lm_error *err)
+{
+    return to_host(embed(t5, ids, n, out, err), out, err); // [1, T, D]
 }
 
 /* x + o(attention(rms(x))) with the shared bias and no 1/sqrt(d_kv) scaling. */
@@ -274,9 +399,9 @@ static lm_status forward(const lm_t5 *t, const int32_t *ids, size_t n, lm_tensor
                          lm_error *err)
 {
     lm_tensor *x = NULL, *bias = NULL;
-    lm_status st = lm_t5_embed(t, ids, n, &x, err); // [1, T, D]
+    lm_status st = embed(t, ids, n, &x, err); // [1, T, D]
     if (st == LM_OK)
-        st = lm_t5_position_bias(t, (int64_t)n, &bias, err); // [1, H, T, T]
+        st = position_bias(t, (int64_t)n, &bias, err); // [1, H, T, T]
     for (int l = 0; st == LM_OK && l < t->cfg.layers; l++)
         st = block_forward(t, &t->blocks[l], bias, &x, err); // [1, T, D]
     if (st == LM_OK)
@@ -306,8 +431,9 @@ static bool any_weighted(const double *weights, size_t n)
     return false;
 }
 
-lm_status lm_t5_encode(const lm_t5 *t5, const int32_t *ids, size_t n, const double *weights,
-                       lm_tensor **out, lm_error *err)
+/* lm_t5_encode on the model's backend. */
+static lm_status encode(const lm_t5 *t5, const int32_t *ids, size_t n, const double *weights,
+                        lm_tensor **out, lm_error *err)
 {
     *out = NULL;
     bool weighted = any_weighted(weights, n);
@@ -334,4 +460,10 @@ lm_status lm_t5_encode(const lm_t5 *t5, const int32_t *ids, size_t n, const doub
     lm_tensor_free(z_empty);
     lm_free(empty);
     return st;
+}
+
+lm_status lm_t5_encode(const lm_t5 *t5, const int32_t *ids, size_t n, const double *weights,
+                       lm_tensor **out, lm_error *err)
+{
+    return to_host(encode(t5, ids, n, weights, out, err), out, err); // [1, T, D]
 }

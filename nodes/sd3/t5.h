@@ -12,6 +12,11 @@
  * returns a model the caller frees with lm_t5_free(); its tensors keep the mapping alive.
  * Tensors returned through *_out are the caller's (lm_tensor_free).
  *
+ * Devices (docs/models.md, "Devices"): lm_t5_load_on() with a device backend copies every
+ * weight there once, in its stored dtype (float8 stays 1 byte a weight), and the encoder
+ * runs there. The boundary is host memory: ids come from host arrays and every tensor
+ * returned here is a host (CPU) F32 tensor, wherever the model computes.
+ *
  * Thread safety: read-only after load; encode from any number of threads at once.
  * Per-call activations are freed before each call returns. */
 #ifndef LM_NODES_SD3_T5_H
@@ -49,8 +54,19 @@ typedef struct lm_t5 lm_t5;
 
 /* Infers the config and binds every tensor, checking shapes; errors name tensor and file. */
 lm_status lm_t5_load(lm_t5 **out, const lm_sd3_weights *w, lm_error *err);
+/* Same, computing on backend `be`. NULL or a host backend: lm_t5_load() exactly (the
+ * weights stay in the mapping). A device: every weight is copied there once in its stored
+ * dtype; when the device is short of memory the load fails with LM_ENOMEM, a message naming
+ * T5-XXL, and nothing left allocated. */
+lm_status lm_t5_load_on(lm_t5 **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err);
 void lm_t5_free(lm_t5 *t5); /* NULL is a no-op */
 const lm_t5_config *lm_t5_config_of(const lm_t5 *t5);
+/* Where the model computes: its device, or the CPU backend. Borrowed. */
+lm_backend *lm_t5_backend(const lm_t5 *t5);
+/* Bytes of weights copied to the device (their stored dtype); 0 on the CPU. Only the
+ * tensors the encoder uses are bound: a file's duplicate encoder.embed_tokens.weight is not
+ * copied. */
+size_t lm_t5_device_bytes(const lm_t5 *t5);
 
 /* The relative position bias of n tokens: [1, heads, n, n], entry [h][i][j] =
  * relative_attention_bias[bucket(j - i)][h]. */

@@ -11,8 +11,14 @@
  * pass never meets a surprise. Activations are freed as soon as the next one exists: a
  * res block holds at most its input and two temporaries of its size. The 1x1 attention
  * projections are bound as [C, C] matrices and run as lm_linear on pixel tokens, which
- * spares a transpose per projection. */
+ * spares a transpose per projection.
+ *
+ * Devices: the weights are bound as views of the mapping, then (lm_vae_load_on on a device)
+ * each replaced by its copy there, same dtype. The public passes move a host input to the
+ * VAE's backend, run there and bring their results back to the host (vae_impl.h). */
 #include "core/base/alloc.h"
+#include "core/base/log.h"
+#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/vae_impl.h"
 
@@ -41,7 +47,8 @@ typedef struct {
 
 struct lm_vae {
     lm_vae_config cfg;
-    lm_backend *be;
+    lm_backend *be;      /* where it computes: the CPU, or the device holding the weights */
+    size_t device_bytes; /* weight bytes copied to that device (0 on the CPU) */
     vae_net enc, dec;
 };
 
@@ -49,22 +56,13 @@ struct lm_vae {
 
 typedef struct {
     const lm_sd3_weights *w;
-    lm_backend *be; /* NULL: stay in the mapping */
     lm_error *err;
 } binder;
 
 static lm_status bind_tensor(binder *b, const char *name, int ndim, const int64_t *shape,
                              lm_tensor **out)
 {
-    lm_tensor *t = NULL;
-    lm_status st = lm_sd3_weights_get(b->w, name, ndim, shape, &t, b->err);
-    if (st != LM_OK || !b->be) {
-        *out = t;
-        return st;
-    }
-    st = lm_tensor_to(out, t, b->be, b->err);
-    lm_tensor_free(t);
-    return st;
+    return lm_sd3_weights_get(b->w, name, ndim, shape, out, b->err);
 }
 
 /* "<path>.weight" [co, ci, k, k] (k 0: a norm's [co]) and "<path>.bias" [co]. */
@@ -194,32 +192,109 @@ static lm_status bind_decoder(binder *b, vae_net *n, const lm_vae_config *cfg)
     return st;
 }
 
-static void free_param(vae_param *p)
+/* ---- every weight slot, for the device copy and for freeing ---------------------- */
+
+typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
+
+static lm_status each_param(vae_param *p, slot_fn fn, void *user)
 {
-    lm_tensor_free(p->w);
-    lm_tensor_free(p->b);
+    lm_status st = fn(&p->w, user);
+    return st == LM_OK ? fn(&p->b, user) : st;
 }
 
-static void free_res(vae_res *r)
+static lm_status each_res(vae_res *r, slot_fn fn, void *user)
 {
     vae_param *ps[5] = { &r->norm1, &r->conv1, &r->norm2, &r->conv2, &r->nin };
-    for (int i = 0; i < 5; i++)
-        free_param(ps[i]);
+    lm_status st = LM_OK;
+    for (int i = 0; i < 5 && st == LM_OK; i++)
+        st = each_param(ps[i], fn, user);
+    return st;
 }
 
-static void free_net(vae_net *n)
+/* Calls fn on every weight slot of one half, absent (NULL) ones included. */
+static lm_status each_net(vae_net *n, slot_fn fn, void *user)
 {
     vae_param *ps[8] = { &n->conv_in, &n->norm_out, &n->conv_out, &n->attn.norm,
                          &n->attn.q,  &n->attn.k,   &n->attn.v,   &n->attn.proj };
-    for (int i = 0; i < 8; i++)
-        free_param(ps[i]);
-    for (int i = 0; i < LM_VAE_MAX_LEVELS; i++) {
-        for (int j = 0; j < LM_VAE_MAX_BLOCKS; j++)
-            free_res(&n->block[i][j]);
-        free_param(&n->resample[i]);
+    lm_status st = LM_OK;
+    for (int i = 0; i < 8 && st == LM_OK; i++)
+        st = each_param(ps[i], fn, user);
+    for (int i = 0; i < LM_VAE_MAX_LEVELS && st == LM_OK; i++) {
+        for (int j = 0; j < LM_VAE_MAX_BLOCKS && st == LM_OK; j++)
+            st = each_res(&n->block[i][j], fn, user);
+        if (st == LM_OK)
+            st = each_param(&n->resample[i], fn, user);
     }
-    free_res(&n->mid1);
-    free_res(&n->mid2);
+    if (st == LM_OK)
+        st = each_res(&n->mid1, fn, user);
+    return st == LM_OK ? each_res(&n->mid2, fn, user) : st;
+}
+
+static lm_status each_weight(lm_vae *vae, slot_fn fn, void *user)
+{
+    lm_status st = each_net(&vae->enc, fn, user);
+    return st == LM_OK ? each_net(&vae->dec, fn, user) : st;
+}
+
+static lm_status free_slot(lm_tensor **slot, void *user)
+{
+    LM_UNUSED(user);
+    lm_tensor_free(*slot);
+    *slot = NULL;
+    return LM_OK;
+}
+
+static lm_status count_slot(lm_tensor **slot, void *user)
+{
+    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
+    return LM_OK;
+}
+
+typedef struct {
+    lm_backend *be;
+    size_t bytes; /* copied so far */
+    lm_error *err;
+} mover;
+
+/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
+static lm_status move_slot(lm_tensor **slot, void *user)
+{
+    mover *mv = user;
+    lm_tensor *dev = NULL;
+    if (!*slot)
+        return LM_OK;
+    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
+    if (st != LM_OK)
+        return st;
+    lm_tensor_free(*slot);
+    *slot = dev;
+    mv->bytes += lm_tensor_nbytes(dev);
+    return LM_OK;
+}
+
+/* Copies every bound weight to `be` once. On failure the message names the model and keeps
+ * the device's own reason; the half-copied model is the caller's to free. */
+static lm_status to_device(lm_vae *vae, lm_backend *be, lm_error *err)
+{
+    size_t need = 0;
+    mover mv = { .be = be, .err = err };
+    each_weight(vae, count_slot, &need);
+    lm_status st = each_weight(vae, move_slot, &mv);
+    if (st == LM_OK) {
+        vae->device_bytes = mv.bytes;
+        return LM_OK;
+    }
+    if (!err)
+        return st;
+    char why[sizeof(err->msg)];
+    lm_strlcpy(why, err->msg, sizeof(why));
+    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
+              "VAE: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
+              (double)need / 1048576.0,
+              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
+              (double)mv.bytes / 1048576.0, why);
+    lm_error_hint(err, "free memory on %s, or let the VAE compute on the CPU", lm_backend_name(be));
+    return st;
 }
 
 lm_status lm_vae_load_on(lm_vae **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
@@ -229,17 +304,21 @@ lm_status lm_vae_load_on(lm_vae **out, const lm_sd3_weights *w, lm_backend *be, 
     if (!vae)
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "cannot allocate the VAE (%zu bytes)",
                          sizeof(*vae));
-    vae->be = be && !lm_backend_is_host(be) ? be : NULL;
-    binder b = { .w = w, .be = vae->be, .err = err };
+    vae->be = be && !lm_backend_is_host(be) ? be : lm_backend_cpu();
+    binder b = { .w = w, .err = err };
     lm_status st = lm_vae_config_infer(&vae->cfg, w, err);
     if (st == LM_OK)
         st = bind_encoder(&b, &vae->enc, &vae->cfg);
     if (st == LM_OK)
         st = bind_decoder(&b, &vae->dec, &vae->cfg);
+    if (st == LM_OK && vae->be != lm_backend_cpu())
+        st = to_device(vae, vae->be, err);
     if (st != LM_OK) {
         lm_vae_free(vae);
         return st;
     }
+    LM_LOG_DEBUG("vae", "%s: on %s (%zu weight bytes copied)", lm_safetensors_path(w->st),
+                 lm_backend_name(vae->be), vae->device_bytes);
     *out = vae;
     return LM_OK;
 }
@@ -253,14 +332,23 @@ void lm_vae_free(lm_vae *vae)
 {
     if (!vae)
         return;
-    free_net(&vae->enc);
-    free_net(&vae->dec);
+    each_weight(vae, free_slot, NULL);
     lm_free(vae);
 }
 
 const lm_vae_config *lm_vae_config_of(const lm_vae *vae)
 {
     return &vae->cfg;
+}
+
+lm_backend *lm_vae_backend(const lm_vae *vae)
+{
+    return vae->be;
+}
+
+size_t lm_vae_device_bytes(const lm_vae *vae)
+{
+    return vae->device_bytes;
 }
 
 /* ---- runs --------------------------------------------------------------------------- */
@@ -325,15 +413,50 @@ lm_status lm_vae__check_input(const lm_vae *vae, const lm_tensor *t, int channel
         lm_error_hint(err, "give this VAE latents or images of its own model family");
         return LM_EINVAL;
     }
-    lm_backend *want = vae->be ? vae->be : lm_backend_cpu();
-    if (lm_tensor_backend(t) != want) {
-        lm_errorf(err, LM_EINVAL, "bad_vae_input",
-                  "the VAE %s is on backend \"%s\" but the VAE is on \"%s\"", what,
-                  lm_backend_name(lm_tensor_backend(t)), lm_backend_name(want));
-        lm_error_hint(err, "move the %s to the VAE's device first", what);
+    lm_backend *tb = lm_tensor_backend(t);
+    if (tb != vae->be && !lm_backend_is_host(tb)) {
+        lm_errorf(err, LM_EINVAL, "wrong_backend",
+                  "the VAE %s is on backend \"%s\" but the VAE computes on \"%s\"", what,
+                  lm_backend_name(tb), lm_backend_name(vae->be));
+        lm_error_hint(err, "pass the %s in host memory or on the VAE's device", what);
         return LM_EINVAL;
     }
     return LM_OK;
+}
+
+lm_status lm_vae__input(const lm_vae *vae, const lm_tensor *t, lm_tensor **moved, lm_error *err)
+{
+    *moved = NULL;
+    if (lm_tensor_backend(t) == vae->be || lm_backend_is_host(vae->be))
+        return LM_OK;
+    return lm_tensor_to(moved, t, vae->be, err);
+}
+
+lm_status lm_vae__to_host(lm_tensor **t, lm_error *err)
+{
+    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
+        return LM_OK;
+    lm_tensor *h = NULL;
+    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
+    lm_tensor_free(*t);
+    *t = h;
+    return st;
+}
+
+lm_status lm_vae__encoded_to_host(lm_tensor **mean, lm_tensor **sample, lm_error *err)
+{
+    lm_status st = lm_vae__to_host(mean, err);
+    if (st == LM_OK && sample)
+        st = lm_vae__to_host(sample, err);
+    if (st == LM_OK)
+        return LM_OK;
+    lm_tensor_free(*mean);
+    *mean = NULL;
+    if (sample) {
+        lm_tensor_free(*sample);
+        *sample = NULL;
+    }
+    return st;
 }
 
 /* ---- layers ------------------------------------------------------------------------- */
@@ -602,7 +725,7 @@ static lm_status sample(const lm_vae *vae, const lm_tensor *mean, const lm_tenso
         lm_tensor_new(&noise, lm_backend_cpu(), LM_DTYPE_F32, mean->ndim, mean->shape, err);
     if (st == LM_OK) {
         lm_rng_randn(rng, lm_tensor_data(noise), (size_t)lm_tensor_numel(noise));
-        if (vae->be)
+        if (vae->be != lm_backend_cpu()) /* the noise is drawn on the host, then moved */
             st = lm_tensor_to(&dev, noise, vae->be, err);
     }
     if (st == LM_OK)
@@ -671,17 +794,20 @@ lm_status lm_vae_decode(const lm_vae *vae, const lm_tensor *latent, lm_tensor **
                       .what = "decode",
                       .tiles = 1,
                       .steps = 1 + lm_vae__decoder_steps(&vae->cfg) };
-    lm_tensor *raw = NULL;
+    lm_tensor *raw = NULL, *moved = NULL;
     *image_out = NULL;
     lm_status st = lm_vae__check_input(vae, latent, vae->cfg.z_channels, 1, "latent", err);
     if (st == LM_OK)
-        st = lm_vae_process_out(&vae->cfg, latent, &raw, err); // [B, z, h, w]
+        st = lm_vae__input(vae, latent, &moved, err);
+    if (st == LM_OK)
+        st = lm_vae_process_out(&vae->cfg, moved ? moved : latent, &raw, err); // [B, z, h, w]
+    lm_tensor_free(moved);
     if (st == LM_OK)
         st = lm_vae__emit(&r, "latent_raw", raw, err);
     if (st == LM_OK)
         st = lm_vae__decoder(vae, &r, raw, image_out, err); // [B, 3, f*h, f*w]
     lm_tensor_free(raw);
-    return st;
+    return st == LM_OK ? lm_vae__to_host(image_out, err) : st;
 }
 
 lm_status lm_vae_encode(const lm_vae *vae, const lm_tensor *image, lm_rng *rng,
@@ -700,14 +826,18 @@ lm_status lm_vae_encode(const lm_vae *vae, const lm_tensor *image, lm_rng *rng,
     if (rng && !sample_out)
         return lm_errorf(err, LM_EINVAL, "bad_vae_input",
                          "lm_vae_encode: a generator was given but no place for the sample");
+    lm_tensor *moved = NULL;
     lm_status st =
         lm_vae__check_input(vae, image, vae->cfg.image_channels, vae->cfg.factor, "image", err);
     if (st == LM_OK)
-        st = lm_vae__encoder(vae, &r, image, &moments, err); // [B, 2z, H/f, W/f]
+        st = lm_vae__input(vae, image, &moved, err);
+    if (st == LM_OK)
+        st = lm_vae__encoder(vae, &r, moved ? moved : image, &moments, err); // [B, 2z, h, w]
+    lm_tensor_free(moved);
     if (st == LM_OK)
         st = lm_vae__finish_encode(vae, &r, moments, rng, mean_out, sample_out, err);
     lm_tensor_free(moments);
-    return st;
+    return st == LM_OK ? lm_vae__encoded_to_host(mean_out, sample_out, err) : st;
 }
 
 /* ---- ComfyUI IMAGE ------------------------------------------------------------------ */

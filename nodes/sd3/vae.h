@@ -19,6 +19,13 @@
  * level at full resolution dominates: width(level 0) x H x W floats). The tiled paths hold
  * activations of one tile plus the output, whatever the image size.
  *
+ * Devices (docs/models.md, "Devices"): lm_vae_load_on() with a device backend copies every
+ * weight there once, in its stored dtype, and the passes compute there. The boundary is host
+ * memory: decode and encode (tiled or not) take their input on the host or on the VAE's
+ * backend and return host (CPU) F32 tensors; only the callback sees tensors on the device.
+ * lm_vae_process_in/_out and the ComfyUI conversions touch no model: they compute on their
+ * input's backend.
+ *
  * Ownership: lm_vae_load() returns an object freed with lm_vae_free(). On the CPU the weights
  * stay in the checkpoint's mapping (the lm_sd3_weights' safetensors set may be closed after
  * the load: the tensors keep the mapping alive). Every tensor returned through `**out` is the
@@ -78,19 +85,26 @@ typedef struct lm_vae lm_vae;
 
 /* Loads the VAE found in `w` (component LM_SD3_VAE of lm_sd3_detect) on the CPU. */
 lm_status lm_vae_load(lm_vae **out, const lm_sd3_weights *w, lm_error *err);
-/* Same on backend `be` (NULL = CPU): on a device the weights are copied there in their
- * stored dtype; inputs must then live on `be` too and results are made there. */
+/* Same, computing on backend `be`. NULL or a host backend: lm_vae_load() exactly (the
+ * weights stay in the mapping). A device: every weight is copied there once in its stored
+ * dtype; when the device is short of memory the load fails with LM_ENOMEM, a message naming
+ * the VAE, and nothing left allocated. */
 lm_status lm_vae_load_on(lm_vae **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err);
 void lm_vae_free(lm_vae *vae);                            /* NULL is a no-op */
 const lm_vae_config *lm_vae_config_of(const lm_vae *vae); /* borrowed, lives with vae */
+/* Where the VAE computes: its device, or the CPU backend. Borrowed. */
+lm_backend *lm_vae_backend(const lm_vae *vae);
+/* Bytes of weights copied to the device (their stored dtype); 0 on the CPU. */
+size_t lm_vae_device_bytes(const lm_vae *vae);
 
 /* Progress, cancellation and inspection. The callback runs on the calling thread after each
  * stage: "latent_raw" (decode input), "conv_in", "<down|up><i>.block<j>" (each res block),
  * "<down|up><i>" (a level, after its down/upsample), "mid", "conv_out"; then, for encode,
  * "moments" (cat(mean, logvar)), "mean", "logvar" (both raw, logvar clamped), "sample" (raw,
  * when sampling). `tensor` is that stage's output (borrowed: valid during the call only; in
- * tiled runs, the current tile's). Returning anything but LM_OK stops the run, which then
- * fails with that status (LM_ECANCELLED: kind "interrupted"). */
+ * tiled runs, the current tile's) on the VAE's backend: read it with lm_tensor_to_f32_host,
+ * never lm_tensor_data. Returning anything but LM_OK stops the run, which then fails with
+ * that status (LM_ECANCELLED: kind "interrupted"). */
 typedef struct {
     const char *stage;
     const lm_tensor *tensor;
@@ -100,13 +114,15 @@ typedef struct {
 } lm_vae_event;
 typedef lm_status (*lm_vae_callback)(const lm_vae_event *ev, void *user);
 
-/* latent: scaled latents [B, z, h, w] (any float dtype and strides) -> *image_out
- * [B, 3, factor*h, factor*w] F32, about [-1, 1], not clamped. cb may be NULL. */
+/* latent: scaled latents [B, z, h, w] (any float dtype and strides; on the host or the
+ * VAE's backend) -> *image_out [B, 3, factor*h, factor*w] F32 on the host, about [-1, 1],
+ * not clamped. cb may be NULL. */
 lm_status lm_vae_decode(const lm_vae *vae, const lm_tensor *latent, lm_tensor **image_out,
                         lm_vae_callback cb, void *user, lm_error *err);
 
-/* image [B, 3, H, W] in [-1, 1] -> *mean_out: scaled posterior mean [B, z, H/f, W/f] (f =
- * factor, sizes rounded down), what img2img starts from. With rng, *sample_out (may be NULL
+/* image [B, 3, H, W] in [-1, 1] (on the host or the VAE's backend) -> *mean_out: scaled
+ * posterior mean [B, z, H/f, W/f] (f = factor, sizes rounded down) on the host, what img2img
+ * starts from. With rng, *sample_out (may be NULL
  * otherwise) receives the scaled sample mean + exp(logvar/2) * noise, noise being one
  * torch.randn of the mean's size from rng (the reference's SDVAE.encode after
  * torch.manual_seed(seed) is reproduced by lm_rng_new(seed)). */

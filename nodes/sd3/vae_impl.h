@@ -2,7 +2,12 @@
  *
  * A run (one decode or encode, tiled or not) carries the caller's callback, the step count
  * for progress, the tile being worked on and the largest activation made so far. The
- * encoder and decoder passes below report their stages through lm_vae__emit. */
+ * encoder and decoder passes below report their stages through lm_vae__emit.
+ *
+ * Devices: the passes compute on the VAE's backend (lm_vae_backend) and every tensor they
+ * take or make lives there; the public functions move host inputs there first
+ * (lm_vae__input) and bring results back (lm_vae__to_host), so only the callback sees
+ * device tensors. */
 #ifndef LM_NODES_SD3_VAE_IMPL_H
 #define LM_NODES_SD3_VAE_IMPL_H
 
@@ -27,9 +32,16 @@ int lm_vae__encoder_steps(const lm_vae_config *cfg);
 int lm_vae__decoder_steps(const lm_vae_config *cfg);
 
 /* Checks an input: rank 4, `channels` channels, at least `min_hw` pixels each way, on the
- * VAE's backend. `what` names it in the message ("latent", "image"). */
+ * host or on the VAE's backend. `what` names it in the message ("latent", "image"). */
 lm_status lm_vae__check_input(const lm_vae *vae, const lm_tensor *t, int channels, int min_hw,
                               const char *what, lm_error *err);
+/* A checked input on the VAE's backend: *moved is the device copy of a host tensor, NULL
+ * when t is usable as it is. */
+lm_status lm_vae__input(const lm_vae *vae, const lm_tensor *t, lm_tensor **moved, lm_error *err);
+/* Replaces a device result by its host copy (NULL on failure); NULL and host tensors stay. */
+lm_status lm_vae__to_host(lm_tensor **t, lm_error *err);
+/* The encode's results (sample may be NULL) as host tensors; on failure both are freed. */
+lm_status lm_vae__encoded_to_host(lm_tensor **mean, lm_tensor **sample, lm_error *err);
 
 /* image [B, 3, H, W] -> *moments [B, 2z, H/f, W/f] (the encoder's raw output). */
 lm_status lm_vae__encoder(const lm_vae *vae, lm_vae__run *r, const lm_tensor *image,

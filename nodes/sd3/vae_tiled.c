@@ -16,7 +16,11 @@
  * Memory: one tile's activations plus the output (and, for decode, the whole raw latent,
  * which is 1/(f*f*3/16) of the image), whatever the image size. The decoder's output tiles
  * are in image pixels (feathered over `overlap` pixels); the encoder's in latent pixels
- * (over overlap / f). */
+ * (over overlap / f).
+ *
+ * Devices: the input is moved to the VAE's backend once, the blend masks are computed on
+ * the host and moved there per tile, the output is accumulated there and brought back to
+ * the host whole at the end (vae_impl.h). */
 #include "core/base/alloc.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/vae_impl.h"
@@ -164,7 +168,7 @@ static lm_status decode_tile(const lm_vae *vae, lm_vae__run *r, tiling *tl, cons
     if (st == LM_OK)
         st = lm_vae__decoder(vae, r, in, &img, err); // [B, 3, fth, ftw]
     if (st == LM_OK)
-        st = make_mask(&tl->ay, &tl->ax, ty, tx, f, lm_tensor_backend(raw), &mask, err);
+        st = make_mask(&tl->ay, &tl->ax, ty, tx, f, lm_vae_backend(vae), &mask, err);
     if (st == LM_OK)
         st = blend(r, tl->acc, img, mask, y0 * f, x0 * f, err);
     lm_tensor_free(mask);
@@ -211,15 +215,20 @@ lm_status lm_vae_decode_tiled(const lm_vae *vae, const lm_tensor *latent,
     int64_t f = cfg->factor;
     int64_t shape[4] = { latent->shape[0], cfg->image_channels, f * latent->shape[2],
                          f * latent->shape[3] };
-    lm_tensor *raw = NULL;
-    st = lm_vae_process_out(cfg, latent, &raw, err); // [B, z, h, w]
+    lm_tensor *raw = NULL, *moved = NULL;
+    st = lm_vae__input(vae, latent, &moved, err);
     if (st == LM_OK)
-        st = lm_tensor_zeros(&tl.acc, lm_tensor_backend(latent), LM_DTYPE_F32, 4, shape, err);
+        st = lm_vae_process_out(cfg, moved ? moved : latent, &raw, err); // [B, z, h, w]
+    lm_tensor_free(moved);
+    if (st == LM_OK) /* blended on the VAE's backend, brought back whole at the end */
+        st = lm_tensor_zeros(&tl.acc, lm_vae_backend(vae), LM_DTYPE_F32, 4, shape, err);
     if (st == LM_OK)
         st = lm_vae__emit(&r, "latent_raw", raw, err);
     if (st == LM_OK)
         st = each_tile(vae, &r, &tl, raw, decode_tile, err); // [B, 3, fh, fw]
     lm_tensor_free(raw);
+    if (st == LM_OK)
+        st = lm_vae__to_host(&tl.acc, err);
     if (st != LM_OK) {
         lm_tensor_free(tl.acc);
         return st;
@@ -243,7 +252,7 @@ static lm_status encode_tile(const lm_vae *vae, lm_vae__run *r, tiling *tl, cons
     if (st == LM_OK)
         st = lm_vae__encoder(vae, r, in, &mom, err); // [B, 2z, th, tw]
     if (st == LM_OK)
-        st = make_mask(&tl->ay, &tl->ax, ty, tx, 1, lm_tensor_backend(image), &mask, err);
+        st = make_mask(&tl->ay, &tl->ax, ty, tx, 1, lm_vae_backend(vae), &mask, err);
     if (st == LM_OK)
         st = blend(r, tl->acc, mom, mask, y0, x0, err);
     lm_tensor_free(mask);
@@ -276,11 +285,15 @@ lm_status lm_vae_encode_tiled(const lm_vae *vae, const lm_tensor *image,
     lm_vae__run r = { .cb = cb, .user = user, .what = "encode", .tiles = tl.ay.n * tl.ax.n };
     r.steps = r.tiles * lm_vae__encoder_steps(cfg) + (rng ? 4 : 3);
     int64_t shape[4] = { image->shape[0], 2 * cfg->z_channels, tl.ay.total, tl.ax.total };
-    st = lm_tensor_zeros(&tl.acc, lm_tensor_backend(image), LM_DTYPE_F32, 4, shape, err);
+    lm_tensor *moved = NULL;
+    st = lm_vae__input(vae, image, &moved, err);
     if (st == LM_OK)
-        st = each_tile(vae, &r, &tl, image, encode_tile, err); // [B, 2z, h, w]
+        st = lm_tensor_zeros(&tl.acc, lm_vae_backend(vae), LM_DTYPE_F32, 4, shape, err);
+    if (st == LM_OK)
+        st = each_tile(vae, &r, &tl, moved ? moved : image, encode_tile, err); // [B, 2z, h, w]
     if (st == LM_OK)
         st = lm_vae__finish_encode(vae, &r, tl.acc, rng, mean_out, sample_out, err);
     lm_tensor_free(tl.acc);
-    return st;
+    lm_tensor_free(moved);
+    return st == LM_OK ? lm_vae__encoded_to_host(mean_out, sample_out, err) : st;
 }

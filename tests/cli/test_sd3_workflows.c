@@ -321,8 +321,7 @@ void test_cli_sd3__small_device_keeps_t5_on_the_cpu(void)
     snprintf(buf, sizeof(buf), "%s --device cpu --out cpu", args);
     CHECK_INT(run_workflow("sd3_medium_txt2img.yaml", buf, &out), 0);
     free(out);
-    snprintf(buf, sizeof(buf),
-             "%s --device loopback -v --out small 2>&1", args);
+    snprintf(buf, sizeof(buf), "%s --device loopback -v --out small 2>&1", args);
     char env_args[1400];
     snprintf(env_args, sizeof(env_args),
              "LOOM_LOOPBACK_MEMORY=38M LOOM_DEVICE_RESERVE=16M LOOM_DENOISER_RESERVE=0 "

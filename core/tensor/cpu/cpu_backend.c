@@ -160,35 +160,19 @@ static lm_status cpu_sync(lm_backend *be, lm_error *err)
 }
 
 /* The kernel table, shared by the CPU and the loopback backend. */
-#define CPU_KERNELS \
-    [LM_OP_FILL] = lm_cpu_fill, \
-    [LM_OP_LINEAR] = lm_cpu_linear, \
-    [LM_OP_MATMUL] = lm_cpu_matmul, \
-    [LM_OP_ATTENTION] = lm_cpu_attention, \
-    [LM_OP_CONV2D] = lm_cpu_conv2d, \
-    [LM_OP_GROUP_NORM] = lm_cpu_group_norm, \
-    [LM_OP_LAYER_NORM] = lm_cpu_layer_norm, \
-    [LM_OP_RMS_NORM] = lm_cpu_rms_norm, \
-    [LM_OP_SOFTMAX] = lm_cpu_softmax, \
-    [LM_OP_GELU] = lm_cpu_unary, \
-    [LM_OP_GELU_TANH] = lm_cpu_unary, \
-    [LM_OP_QUICK_GELU] = lm_cpu_unary, \
-    [LM_OP_SILU] = lm_cpu_unary, \
-    [LM_OP_EXP] = lm_cpu_unary, \
-    [LM_OP_ADD] = lm_cpu_binary, \
-    [LM_OP_SUB] = lm_cpu_binary, \
-    [LM_OP_MUL] = lm_cpu_binary, \
-    [LM_OP_SCALE] = lm_cpu_unary, \
-    [LM_OP_CLAMP] = lm_cpu_unary, \
-    [LM_OP_MODULATE] = lm_cpu_ternary, \
-    [LM_OP_GATED_ADD] = lm_cpu_ternary, \
-    [LM_OP_CONCAT] = lm_cpu_concat, \
-    [LM_OP_PAD] = lm_cpu_pad, \
-    [LM_OP_UPSAMPLE_NEAREST2X] = lm_cpu_upsample, \
-    [LM_OP_PATCHIFY] = lm_cpu_patchify, \
-    [LM_OP_UNPATCHIFY] = lm_cpu_unpatchify, \
-    [LM_OP_EMBEDDING] = lm_cpu_embedding, \
-    [LM_OP_TIMESTEP_EMBEDDING] = lm_cpu_timestep_embedding, \
+#define CPU_KERNELS                                                                                \
+    [LM_OP_FILL] = lm_cpu_fill, [LM_OP_LINEAR] = lm_cpu_linear, [LM_OP_MATMUL] = lm_cpu_matmul,    \
+    [LM_OP_ATTENTION] = lm_cpu_attention, [LM_OP_CONV2D] = lm_cpu_conv2d,                          \
+    [LM_OP_GROUP_NORM] = lm_cpu_group_norm, [LM_OP_LAYER_NORM] = lm_cpu_layer_norm,                \
+    [LM_OP_RMS_NORM] = lm_cpu_rms_norm, [LM_OP_SOFTMAX] = lm_cpu_softmax,                          \
+    [LM_OP_GELU] = lm_cpu_unary, [LM_OP_GELU_TANH] = lm_cpu_unary,                                 \
+    [LM_OP_QUICK_GELU] = lm_cpu_unary, [LM_OP_SILU] = lm_cpu_unary, [LM_OP_EXP] = lm_cpu_unary,    \
+    [LM_OP_ADD] = lm_cpu_binary, [LM_OP_SUB] = lm_cpu_binary, [LM_OP_MUL] = lm_cpu_binary,         \
+    [LM_OP_SCALE] = lm_cpu_unary, [LM_OP_CLAMP] = lm_cpu_unary, [LM_OP_MODULATE] = lm_cpu_ternary, \
+    [LM_OP_GATED_ADD] = lm_cpu_ternary, [LM_OP_CONCAT] = lm_cpu_concat, [LM_OP_PAD] = lm_cpu_pad,  \
+    [LM_OP_UPSAMPLE_NEAREST2X] = lm_cpu_upsample, [LM_OP_PATCHIFY] = lm_cpu_patchify,              \
+    [LM_OP_UNPATCHIFY] = lm_cpu_unpatchify, [LM_OP_EMBEDDING] = lm_cpu_embedding,                  \
+    [LM_OP_TIMESTEP_EMBEDDING] = lm_cpu_timestep_embedding,                                        \
     [LM_OP_T5_BUCKETS] = lm_cpu_t5_buckets,
 
 /* Physical memory: MemAvailable (which counts reclaimable page cache as free) and MemTotal
@@ -248,7 +232,7 @@ static size_t loopback_size(void)
     double n = v && v[0] ? strtod(v, &end) : -1;
     if (n < 0 || !end)
         return 0;
-    double unit = *end == 'K' || *end == 'k' ? 1024.0
+    double unit = *end == 'K' || *end == 'k'   ? 1024.0
                   : *end == 'M' || *end == 'm' ? 1048576.0
                   : *end == 'G' || *end == 'g' ? 1073741824.0
                                                : 1.0;
@@ -256,8 +240,7 @@ static size_t loopback_size(void)
 }
 
 /* A limited loopback device refuses allocations beyond its size, as a full GPU would. */
-static lm_status loopback_buffer_new(lm_buffer **out, lm_backend *be, size_t bytes,
-                                     lm_error *err)
+static lm_status loopback_buffer_new(lm_buffer **out, lm_backend *be, size_t bytes, lm_error *err)
 {
     size_t size = loopback_size();
     lm_backend_mem m;
