@@ -63,6 +63,7 @@ typedef struct {
     lm_value **params; /* effective value per parameter (owned), NULL when none */
     unsigned char *param_state;
     int *out_src, *out_index; /* per declared output: source node and output, or -1 */
+    bool strict;
 } vstate;
 
 typedef struct {
@@ -849,7 +850,12 @@ static void check_graph_inputs(vstate *s, size_t ni)
     for (size_t j = 0; j < n->n_inputs; j++) {
         const lm_graph_input *gi = &n->inputs[j];
         place at = { n, gi->name, gi->loc };
-        if (lm_node_def_input(def, gi->name) < 0) {
+        /* ComfyUI ignores inputs a node does not declare (old exports carry widgets such as
+         * LoadImage's "choose file to upload"): so does Loom for its format, but --strict. */
+        bool comfy = s->g->format == LM_FORMAT_COMFY_API && !s->strict;
+        if (lm_node_def_input(def, gi->name) < 0 && comfy) {
+            continue;
+        } else if (lm_node_def_input(def, gi->name) < 0) {
             char names[200];
             join_names(names, sizeof(names), def->inputs, def->n_inputs, input_name);
             lm_error *e = report(s, at, LM_EINVAL, "unknown_input",
@@ -1295,6 +1301,7 @@ static lm_status alloc_links(vstate *s)
 static lm_status check_all(vstate *s, const lm_validate_opts *opts, size_t *order, size_t *n_order)
 {
     index_ids(s);
+    s->strict = opts->strict;
     for (size_t i = 0; i < opts->n_overrides; i++)
         if (apply_override(s, &opts->overrides[i]) != LM_OK)
             return LM_ENOMEM;

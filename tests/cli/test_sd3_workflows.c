@@ -337,3 +337,36 @@ void test_cli_sd3__small_device_keeps_t5_on_the_cpu(void)
     free(out);
     CHECK(same_pixels("cpu/sd3_00001_.png", "small/sd3_00001_.png"));
 }
+
+/* ComfyUI's own img2img example, unchanged but for the checkpoint name and steps: its
+ * LoadImage carries an input Loom's LoadImage does not declare ("choose file to upload",
+ * from an old ComfyUI), which ComfyUI ignores and so must Loom. */
+void test_cli_sd3__comfyui_img2img_example_runs_unchanged(void)
+{
+    REQUIRE(make_models("sd3m"));
+    char *out, args[4096];
+    REQUIRE(run_workflow("demo.yaml", "--set size=64 --out input --set prefix=example --quiet",
+                         &out) == 0);
+    free(out);
+    REQUIRE(rename("input/example_00001_.png", "input/example.png") == 0);
+    snprintf(args, sizeof(args),
+             "run '%s' --input input --out o --set 14.ckpt_name=tiny.safetensors "
+             "--set 3.steps=2 --quiet",
+             test_shared("comfyui_examples/img2img_workflow.api.json"));
+    int rc = loom(args, &out);
+    CHECK_INT(rc, 0);
+    if (rc)
+        test_note("%s", out);
+    free(out);
+    lm_tensor *img = load_png("o/ComfyUI_00001_.png");
+    REQUIRE(img);
+    CHECK_INT(img->shape[1], 64);
+    CHECK_INT(img->shape[2], 64);
+    lm_tensor_free(img);
+    /* --strict still names the undeclared input. */
+    snprintf(args, sizeof(args), "validate --strict '%s'",
+             test_shared("comfyui_examples/img2img_workflow.api.json"));
+    CHECK_INT(loom(args, &out), 3);
+    CHECK_CONTAINS(out, "choose file to upload");
+    free(out);
+}

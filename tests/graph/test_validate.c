@@ -380,6 +380,27 @@ void test_graph_validate__unknown_input(void)
     run_v_fini(&r, g);
 }
 
+/* ComfyUI ignores inputs a node does not declare (old exports carry LoadImage's "choose
+ * file to upload" widget), so a ComfyUI-format graph validates with one; --strict reports
+ * it, and Loom's own formats always do (test above). */
+void test_graph_validate__comfy_format_ignores_undeclared_inputs(void)
+{
+    lm_graph *g = sum_graph();
+    g->format = LM_FORMAT_COMFY_API;
+    lit(g, "c1", "choose file to upload", lm_value_string("image"), 11);
+    run_v r = validate(g, NULL);
+    CHECK_INT(r.st, LM_OK);
+    CHECK_INT(r.diag.count, 0);
+    run_v_fini(&r, g);
+    g = sum_graph();
+    g->format = LM_FORMAT_COMFY_API;
+    lit(g, "c1", "choose file to upload", lm_value_string("image"), 11);
+    lm_validate_opts strict = { .strict = true };
+    r = validate(g, &strict);
+    check_place(find(&r, "unknown_input", "c1"), "c1", "TestConst", "choose file to upload", 11);
+    run_v_fini(&r, g);
+}
+
 void test_graph_validate__invalid_links(void)
 {
     lm_graph *g = new_graph();
