@@ -363,6 +363,32 @@ lm_status lm_tensor_to(lm_tensor **out, const lm_tensor *t, lm_backend *be, lm_e
     return copy_new(out, t, be, t->dtype, err);
 }
 
+lm_status lm_tensor_move(lm_tensor **t, lm_backend *be, lm_error *err)
+{
+    if (!*t || lm_tensor_backend(*t) == be)
+        return LM_OK;
+    lm_tensor *moved = NULL;
+    lm_status st = lm_tensor_to(&moved, *t, be, err);
+    lm_tensor_free(*t);
+    *t = moved;
+    return st;
+}
+
+lm_status lm_tensor_on(lm_tensor **copy, const lm_tensor *t, lm_backend *be, const char *what,
+                       lm_error *err)
+{
+    lm_backend *tb = lm_tensor_backend(t);
+    *copy = NULL;
+    if (tb == be || (tb->is_host && be->is_host))
+        return LM_OK;
+    if (tb->is_host)
+        return lm_tensor_to(copy, t, be, err);
+    lm_errorf(err, LM_EINVAL, "wrong_backend", "%s is on %s but the model computes on %s", what,
+              tb->ops->name, be->ops->name);
+    lm_error_hint(err, "pass host tensors, or tensors on the model's device");
+    return LM_EINVAL;
+}
+
 lm_status lm_tensor_to_f32_host(lm_tensor **out, const lm_tensor *t, lm_error *err)
 {
     *out = NULL;

@@ -90,6 +90,16 @@ lm_status lm_tensor_cast(lm_tensor **out, const lm_tensor *t, lm_dtype dtype, lm
 lm_status lm_tensor_contiguous(lm_tensor **out, const lm_tensor *t, lm_error *err);
 /* A new contiguous copy of t (same dtype) on backend be (host <-> device transfers). */
 lm_status lm_tensor_to(lm_tensor **out, const lm_tensor *t, lm_backend *be, lm_error *err);
+/* Replaces *t by its copy on be (lm_tensor_to) and frees the old one: a result brought back
+ * to the host, a weight sent to a device. A no-op when *t is NULL or already on be; on
+ * failure *t is freed and set to NULL. */
+lm_status lm_tensor_move(lm_tensor **t, lm_backend *be, lm_error *err);
+/* A model's input t on be, the backend the model computes on: *copy is NULL when t is usable
+ * there as it is (on be, or on the host with be a host backend), else a copy of the host
+ * tensor t on be, the caller's to free. A tensor on another device is refused (LM_EINVAL,
+ * kind "wrong_backend": "<what> is on <its backend> but the model computes on <be>"). */
+lm_status lm_tensor_on(lm_tensor **copy, const lm_tensor *t, lm_backend *be, const char *what,
+                       lm_error *err);
 /* Waits for every queued operation of the backend (the CPU is synchronous). */
 lm_status lm_backend_sync(lm_backend *be, lm_error *err);
 const char *lm_backend_name(const lm_backend *be); /* "cpu", "cuda" */

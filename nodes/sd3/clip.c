@@ -19,7 +19,6 @@
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
-#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/conditioner.h"
 
@@ -128,79 +127,23 @@ static const char *kind_name(const lm_clip *c)
     return c->cfg.kind == LM_CLIP_KIND_L ? "CLIP-L" : "CLIP-G";
 }
 
-/* ---- the device copy ---- */
-
-typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
-
-static lm_tensor **slot_at(void *base, size_t offset)
-{
-    return (lm_tensor **)((char *)base + offset);
-}
+/* ---- every weight slot, for the device copy and for freeing ---- */
 
 /* Calls fn on every weight slot of the model, absent (NULL) ones included. */
-static lm_status each_weight(lm_clip *c, slot_fn fn, void *user)
+static lm_status each_weight(lm_clip *c, lm_sd3_slot_fn fn, void *user)
 {
     lm_status st = fn(&c->proj, user);
-    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(model_rows); i++)
-        st = fn(slot_at(c, model_rows[i].offset), user);
+    if (st == LM_OK)
+        st = lm_sd3_weights_each_row(model_rows, LM_COUNTOF(model_rows), c, fn, user);
     for (int l = 0; st == LM_OK && c->layers && l < c->cfg.layers; l++)
-        for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(layer_rows); i++)
-            st = fn(slot_at(&c->layers[l], layer_rows[i].offset), user);
+        st = lm_sd3_weights_each_row(layer_rows, LM_COUNTOF(layer_rows), &c->layers[l], fn, user);
     return st;
 }
 
-static lm_status count_slot(lm_tensor **slot, void *user)
+/* each_weight as the walk lm_sd3_weights_to_device and lm_sd3_weights_free take. */
+static lm_status walk_weights(void *c, lm_sd3_slot_fn fn, void *user)
 {
-    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
-    return LM_OK;
-}
-
-typedef struct {
-    lm_backend *be;
-    size_t bytes; /* copied so far */
-    lm_error *err;
-} mover;
-
-/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
-static lm_status move_slot(lm_tensor **slot, void *user)
-{
-    mover *mv = user;
-    lm_tensor *dev = NULL;
-    if (!*slot)
-        return LM_OK;
-    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
-    if (st != LM_OK)
-        return st;
-    lm_tensor_free(*slot);
-    *slot = dev;
-    mv->bytes += lm_tensor_nbytes(dev);
-    return LM_OK;
-}
-
-/* Copies every bound weight to `be` once. On failure the message names the model and keeps
- * the device's own reason; the half-copied model is the caller's to free. */
-static lm_status to_device(lm_clip *c, lm_backend *be, lm_error *err)
-{
-    size_t need = 0;
-    mover mv = { .be = be, .err = err };
-    each_weight(c, count_slot, &need);
-    lm_status st = each_weight(c, move_slot, &mv);
-    if (st == LM_OK) {
-        c->device_bytes = mv.bytes;
-        return LM_OK;
-    }
-    if (!err)
-        return st;
-    char why[sizeof(err->msg)];
-    lm_strlcpy(why, err->msg, sizeof(why));
-    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
-              "%s: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s", kind_name(c),
-              (double)need / 1048576.0,
-              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
-              (double)mv.bytes / 1048576.0, why);
-    lm_error_hint(err, "free memory on %s, or let %s compute on the CPU", lm_backend_name(be),
-                  kind_name(c));
-    return st;
+    return each_weight(c, fn, user);
 }
 
 lm_status lm_clip_load_on(lm_clip **out, const lm_sd3_weights *weights, lm_clip_kind kind,
@@ -230,7 +173,7 @@ lm_status lm_clip_load_on(lm_clip **out, const lm_sd3_weights *weights, lm_clip_
     if (st == LM_OK)
         st = bind_all(c, w, err);
     if (st == LM_OK && c->be != lm_backend_cpu())
-        st = to_device(c, c->be, err);
+        st = lm_sd3_weights_to_device(c, walk_weights, kind_name(c), c->be, &c->device_bytes, err);
     if (st != LM_OK) {
         lm_clip_free(c);
         return st;
@@ -248,19 +191,11 @@ lm_status lm_clip_load(lm_clip **out, const lm_sd3_weights *w, lm_clip_kind kind
     return lm_clip_load_on(out, w, kind, NULL, err);
 }
 
-static void free_rows(const bind_row *rows, size_t n, void *base)
-{
-    lm_sd3_weights_unbind(rows, n, base);
-}
-
 void lm_clip_free(lm_clip *clip)
 {
     if (!clip)
         return;
-    for (int l = 0; clip->layers && l < clip->cfg.layers; l++)
-        free_rows(layer_rows, LM_COUNTOF(layer_rows), &clip->layers[l]);
-    free_rows(model_rows, LM_COUNTOF(model_rows), clip);
-    lm_tensor_free(clip->proj);
+    lm_sd3_weights_free(clip, walk_weights);
     lm_free(clip->layers);
     lm_free(clip);
 }
@@ -285,18 +220,6 @@ size_t lm_clip_device_bytes(const lm_clip *clip)
     return clip->device_bytes;
 }
 
-/* Replaces a device result by its host copy (NULL on failure); NULL and host tensors stay. */
-static lm_status to_host(lm_tensor **t, lm_error *err)
-{
-    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
-        return LM_OK;
-    lm_tensor *h = NULL;
-    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
-    lm_tensor_free(*t);
-    *t = h;
-    return st;
-}
-
 /* ---- one chunk ---- */
 
 /* ids as an I32 [1, n] tensor on the weights' backend, each checked against the vocab. */
@@ -316,12 +239,8 @@ static lm_status ids_tensor(const lm_clip *c, const int32_t *ids, size_t n, lm_t
     if (st != LM_OK)
         return st;
     memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    if (c->be == lm_backend_cpu()) {
-        *out = host;
-        return LM_OK;
-    }
-    st = lm_tensor_to(out, host, c->be, err);
-    lm_tensor_free(host);
+    st = lm_tensor_move(&host, c->be, err);
+    *out = host;
     return st;
 }
 
@@ -495,7 +414,7 @@ lm_status lm_clip_forward(const lm_clip *clip, const int32_t *ids, size_t n, uns
                               &out->pooled_raw, &out->pooled_projected };
     lm_status st = forward(clip, ids, n, want, out, err);
     for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(fields); i++)
-        st = to_host(fields[i], err);
+        st = lm_tensor_move(fields[i], lm_backend_cpu(), err);
     if (st != LM_OK)
         lm_clip_hidden_fini(out);
     return st;
@@ -611,9 +530,9 @@ static lm_status encode_chunks(const lm_clip *c, const int32_t *ids, size_t n_ch
 /* The encode's results (either may be NULL) as host tensors; on failure both are freed. */
 static lm_status results_to_host(lm_tensor **penult, lm_tensor **pooled, lm_error *err)
 {
-    lm_status st = penult ? to_host(penult, err) : LM_OK; // [1, 77*K, W]
+    lm_status st = penult ? lm_tensor_move(penult, lm_backend_cpu(), err) : LM_OK; // [1, 77*K, W]
     if (st == LM_OK && pooled)
-        st = to_host(pooled, err); // [1, P]
+        st = lm_tensor_move(pooled, lm_backend_cpu(), err); // [1, P]
     if (st != LM_OK && penult) {
         lm_tensor_free(*penult);
         *penult = NULL;

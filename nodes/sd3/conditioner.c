@@ -36,12 +36,8 @@ static lm_status weights_tensor(const double *weights, int64_t t, lm_backend *be
     float *p = lm_tensor_data(host);
     for (int64_t i = 0; i < t; i++)
         p[i] = (float)weights[i]; /* torch multiplies an f32 tensor by the weight as f32 */
-    if (be == lm_backend_cpu()) {
-        *out = host;
-        return LM_OK;
-    }
-    st = lm_tensor_to(out, host, be, err);
-    lm_tensor_free(host);
+    st = lm_tensor_move(&host, be, err);
+    *out = host;
     return st;
 }
 

@@ -15,12 +15,12 @@
  *
  * Devices: the weights are bound as views of the mapping, then (lm_mmdit_load_on on a
  * device) each replaced by its copy there, same dtype; one walk over every weight slot
- * (each_weight) serves the copy, the byte count and the free. lm_mmdit_forward moves host
- * inputs to the model's backend, runs the whole pass there (timesteps, the position crop and
- * every activation are made by ops on the device) and brings the velocity back. */
+ * (each_weight, handed to weights.h's shared copy and free) serves the copy, the byte count
+ * and the free. lm_mmdit_forward moves host inputs to the model's backend (lm_tensor_on),
+ * runs the whole pass there (timesteps, the position crop and every activation are made by
+ * ops on the device) and brings the velocity back. */
 #include "core/base/alloc.h"
 #include "core/base/log.h"
-#include "core/base/str.h"
 #include "nodes/sd3/mmdit_impl.h"
 
 #include <stdarg.h>
@@ -152,15 +152,13 @@ static lm_status bind_embedders(lm_mmdit *m, const lm_sd3_weights *w, lm_error *
 
 /* ---- every weight slot, for the device copy and for freeing ---- */
 
-typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
-
-static lm_status each_linear(lm_mmdit__linear *l, slot_fn fn, void *user)
+static lm_status each_linear(lm_mmdit__linear *l, lm_sd3_slot_fn fn, void *user)
 {
     lm_status st = fn(&l->w, user);
     return st == LM_OK ? fn(&l->b, user) : st;
 }
 
-static lm_status each_attn(lm_mmdit__attn *a, slot_fn fn, void *user)
+static lm_status each_attn(lm_mmdit__attn *a, lm_sd3_slot_fn fn, void *user)
 {
     lm_tensor **norms[4] = { &a->ln_q, &a->ln_k, &a->ln_q_b, &a->ln_k_b };
     lm_status st = each_linear(&a->qkv, fn, user);
@@ -171,7 +169,7 @@ static lm_status each_attn(lm_mmdit__attn *a, slot_fn fn, void *user)
     return st;
 }
 
-static lm_status each_stream(lm_mmdit__stream *s, slot_fn fn, void *user)
+static lm_status each_stream(lm_mmdit__stream *s, lm_sd3_slot_fn fn, void *user)
 {
     lm_mmdit__linear *lins[3] = { &s->ada, &s->fc1, &s->fc2 };
     lm_status st = each_attn(&s->attn, fn, user);
@@ -183,7 +181,7 @@ static lm_status each_stream(lm_mmdit__stream *s, slot_fn fn, void *user)
 }
 
 /* Calls fn on every weight slot of the model, absent (NULL) ones included. */
-static lm_status each_weight(lm_mmdit *m, slot_fn fn, void *user)
+static lm_status each_weight(lm_mmdit *m, lm_sd3_slot_fn fn, void *user)
 {
     lm_tensor **own[3] = { &m->x_emb_w, &m->x_emb_b, &m->pos_embed };
     lm_mmdit__linear *lins[] = { &m->t_mlp0,  &m->t_mlp2,    &m->y_mlp0,   &m->y_mlp2,
@@ -201,66 +199,10 @@ static lm_status each_weight(lm_mmdit *m, slot_fn fn, void *user)
     return st;
 }
 
-static lm_status free_slot(lm_tensor **slot, void *user)
+/* each_weight as the walk lm_sd3_weights_to_device and lm_sd3_weights_free take. */
+static lm_status walk_weights(void *m, lm_sd3_slot_fn fn, void *user)
 {
-    LM_UNUSED(user);
-    lm_tensor_free(*slot);
-    *slot = NULL;
-    return LM_OK;
-}
-
-static lm_status count_slot(lm_tensor **slot, void *user)
-{
-    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
-    return LM_OK;
-}
-
-typedef struct {
-    lm_backend *be;
-    size_t bytes; /* copied so far */
-    lm_error *err;
-} mover;
-
-/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
-static lm_status move_slot(lm_tensor **slot, void *user)
-{
-    mover *mv = user;
-    lm_tensor *dev = NULL;
-    if (!*slot)
-        return LM_OK;
-    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
-    if (st != LM_OK)
-        return st;
-    lm_tensor_free(*slot);
-    *slot = dev;
-    mv->bytes += lm_tensor_nbytes(dev);
-    return LM_OK;
-}
-
-/* Copies every bound weight to `be` once. On failure the message names the model and keeps
- * the device's own reason; the half-copied model is the caller's to free. */
-static lm_status to_device(lm_mmdit *m, lm_backend *be, lm_error *err)
-{
-    size_t need = 0;
-    mover mv = { .be = be, .err = err };
-    each_weight(m, count_slot, &need);
-    lm_status st = each_weight(m, move_slot, &mv);
-    if (st == LM_OK) {
-        m->device_bytes = mv.bytes;
-        return LM_OK;
-    }
-    if (!err)
-        return st;
-    char why[sizeof(err->msg)];
-    lm_strlcpy(why, err->msg, sizeof(why));
-    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
-              "MMDiT: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
-              (double)need / 1048576.0,
-              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
-              (double)mv.bytes / 1048576.0, why);
-    lm_error_hint(err, "free memory on %s, or let the MMDiT compute on the CPU",
-                  lm_backend_name(be));
-    return st;
+    return each_weight(m, fn, user);
 }
 
 lm_status lm_mmdit_load_on(lm_mmdit **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
@@ -276,7 +218,7 @@ lm_status lm_mmdit_load_on(lm_mmdit **out, const lm_sd3_weights *w, lm_backend *
     if (st == LM_OK)
         st = bind_blocks(m, w, err);
     if (st == LM_OK && m->be != lm_backend_cpu())
-        st = to_device(m, m->be, err);
+        st = lm_sd3_weights_to_device(m, walk_weights, "MMDiT", m->be, &m->device_bytes, err);
     if (st != LM_OK) {
         lm_mmdit_free(m);
         return st;
@@ -298,7 +240,7 @@ void lm_mmdit_free(lm_mmdit *m)
 {
     if (!m)
         return;
-    each_weight(m, free_slot, NULL);
+    lm_sd3_weights_free(m, walk_weights);
     lm_free(m->blocks);
     lm_free(m);
 }
@@ -555,54 +497,26 @@ static lm_status forward_on(const lm_mmdit *m, const lm_tensor *x, const lm_tens
     return st;
 }
 
-/* An input on the model's backend: *moved is the device copy of a host tensor, NULL when t
- * is usable as it is. A tensor on another device is refused. */
-static lm_status input_on(const lm_mmdit *m, const lm_tensor *t, const char *what,
-                          lm_tensor **moved, lm_error *err)
-{
-    lm_backend *tb = lm_tensor_backend(t);
-    *moved = NULL;
-    if (tb == m->be || (lm_backend_is_host(tb) && lm_backend_is_host(m->be)))
-        return LM_OK;
-    if (lm_backend_is_host(tb))
-        return lm_tensor_to(moved, t, m->be, err);
-    lm_errorf(err, LM_EINVAL, "wrong_backend", "MMDiT: %s is on %s but the model computes on %s",
-              what, lm_backend_name(tb), lm_backend_name(m->be));
-    lm_error_hint(err, "pass host tensors, or tensors on the model's device");
-    return LM_EINVAL;
-}
-
-/* Replaces a device result by its host copy (NULL on failure). */
-static lm_status to_host(lm_tensor **t, lm_error *err)
-{
-    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
-        return LM_OK;
-    lm_tensor *h = NULL;
-    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
-    lm_tensor_free(*t);
-    *t = h;
-    return st;
-}
-
 lm_status lm_mmdit_forward(const lm_mmdit *m, const lm_tensor *x, const lm_tensor *sigma,
                            const lm_tensor *context, const lm_tensor *y, const lm_mmdit_opts *opts,
                            lm_tensor **out, lm_error *err)
 {
     static const lm_mmdit_opts defaults;
-    static const char *const names[4] = { "latent x", "sigma", "context", "pooled y" };
+    static const char *const names[4] = { "MMDiT: latent x", "MMDiT: sigma", "MMDiT: context",
+                                          "MMDiT: pooled y" };
     const lm_mmdit_opts *o = opts ? opts : &defaults;
     const lm_tensor *in[4] = { x, sigma, context, y }, *use[4] = { NULL, NULL, NULL, NULL };
     lm_tensor *moved[4] = { NULL, NULL, NULL, NULL };
     *out = NULL;
     lm_status st = check_inputs(m, x, sigma, context, y, err);
     for (int i = 0; i < 4 && st == LM_OK; i++) {
-        st = input_on(m, in[i], names[i], &moved[i], err);
+        st = lm_tensor_on(&moved[i], in[i], m->be, names[i], err);
         use[i] = moved[i] ? moved[i] : in[i];
     }
     if (st == LM_OK)
         st = forward_on(m, use[0], use[1], use[2], use[3], o, out, err); // [B, Cout, h, w]
     if (st == LM_OK)
-        st = to_host(out, err);
+        st = lm_tensor_move(out, lm_backend_cpu(), err);
     for (int i = 0; i < 4; i++)
         lm_tensor_free(moved[i]);
     return st;

@@ -20,7 +20,6 @@
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
-#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/conditioner.h"
 
@@ -105,11 +104,6 @@ static lm_status bind_rows(const lm_t5_config *cfg, const lm_sd3_weights *w, con
     return lm_sd3_weights_bind(w, prefix, rows, n, dims, base, err);
 }
 
-static void free_rows(const bind_row *rows, size_t n, void *base)
-{
-    lm_sd3_weights_unbind(rows, n, base);
-}
-
 static lm_status bind_all(lm_t5 *t, const lm_sd3_weights *w, lm_error *err)
 {
     lm_status st = bind_rows(&t->cfg, w, "", model_rows, LM_COUNTOF(model_rows), t, err);
@@ -121,78 +115,21 @@ static lm_status bind_all(lm_t5 *t, const lm_sd3_weights *w, lm_error *err)
     return st;
 }
 
-/* ---- the device copy ---- */
-
-typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
-
-static lm_tensor **slot_at(void *base, size_t offset)
-{
-    return (lm_tensor **)((char *)base + offset);
-}
+/* ---- every weight slot, for the device copy and for freeing ---- */
 
 /* Calls fn on every weight slot of the model. */
-static lm_status each_weight(lm_t5 *t, slot_fn fn, void *user)
+static lm_status each_weight(lm_t5 *t, lm_sd3_slot_fn fn, void *user)
 {
-    lm_status st = LM_OK;
-    for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(model_rows); i++)
-        st = fn(slot_at(t, model_rows[i].offset), user);
+    lm_status st = lm_sd3_weights_each_row(model_rows, LM_COUNTOF(model_rows), t, fn, user);
     for (int l = 0; st == LM_OK && t->blocks && l < t->cfg.layers; l++)
-        for (size_t i = 0; st == LM_OK && i < LM_COUNTOF(block_rows); i++)
-            st = fn(slot_at(&t->blocks[l], block_rows[i].offset), user);
+        st = lm_sd3_weights_each_row(block_rows, LM_COUNTOF(block_rows), &t->blocks[l], fn, user);
     return st;
 }
 
-static lm_status count_slot(lm_tensor **slot, void *user)
+/* each_weight as the walk lm_sd3_weights_to_device and lm_sd3_weights_free take. */
+static lm_status walk_weights(void *t, lm_sd3_slot_fn fn, void *user)
 {
-    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
-    return LM_OK;
-}
-
-typedef struct {
-    lm_backend *be;
-    size_t bytes; /* copied so far */
-    lm_error *err;
-} mover;
-
-/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
-static lm_status move_slot(lm_tensor **slot, void *user)
-{
-    mover *mv = user;
-    lm_tensor *dev = NULL;
-    if (!*slot)
-        return LM_OK;
-    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
-    if (st != LM_OK)
-        return st;
-    lm_tensor_free(*slot);
-    *slot = dev;
-    mv->bytes += lm_tensor_nbytes(dev);
-    return LM_OK;
-}
-
-/* Copies every bound weight to `be` once. On failure the message names the model and keeps
- * the device's own reason; the half-copied model is the caller's to free. */
-static lm_status to_device(lm_t5 *t, lm_backend *be, lm_error *err)
-{
-    size_t need = 0;
-    mover mv = { .be = be, .err = err };
-    each_weight(t, count_slot, &need);
-    lm_status st = each_weight(t, move_slot, &mv);
-    if (st == LM_OK) {
-        t->device_bytes = mv.bytes;
-        return LM_OK;
-    }
-    if (!err)
-        return st;
-    char why[sizeof(err->msg)];
-    lm_strlcpy(why, err->msg, sizeof(why));
-    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
-              "T5-XXL: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
-              (double)need / 1048576.0,
-              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
-              (double)mv.bytes / 1048576.0, why);
-    lm_error_hint(err, "free memory on %s, or let T5-XXL compute on the CPU", lm_backend_name(be));
-    return st;
+    return each_weight(t, fn, user);
 }
 
 lm_status lm_t5_load_on(lm_t5 **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
@@ -211,7 +148,7 @@ lm_status lm_t5_load_on(lm_t5 **out, const lm_sd3_weights *w, lm_backend *be, lm
     if (st == LM_OK)
         st = bind_all(t, w, err);
     if (st == LM_OK && t->be != lm_backend_cpu())
-        st = to_device(t, t->be, err);
+        st = lm_sd3_weights_to_device(t, walk_weights, "T5-XXL", t->be, &t->device_bytes, err);
     if (st != LM_OK) {
         lm_t5_free(t);
         return st;
@@ -233,9 +170,7 @@ void lm_t5_free(lm_t5 *t5)
 {
     if (!t5)
         return;
-    for (int l = 0; t5->blocks && l < t5->cfg.layers; l++)
-        free_rows(block_rows, LM_COUNTOF(block_rows), &t5->blocks[l]);
-    free_rows(model_rows, LM_COUNTOF(model_rows), t5);
+    lm_sd3_weights_free(t5, walk_weights);
     lm_free(t5->blocks);
     lm_free(t5);
 }
@@ -257,16 +192,11 @@ size_t lm_t5_device_bytes(const lm_t5 *t5)
 
 /* ---- forward ---- */
 
-/* Replaces a device result by its host copy (NULL on failure); host tensors stay. */
+/* After a pass that made *t on the model's backend (status st): *t on the host (NULL on
+ * failure). */
 static lm_status to_host(lm_status st, lm_tensor **t, lm_error *err)
 {
-    if (st != LM_OK || !*t || lm_backend_is_host(lm_tensor_backend(*t)))
-        return st;
-    lm_tensor *h = NULL;
-    st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
-    lm_tensor_free(*t);
-    *t = h;
-    return st;
+    return st == LM_OK ? lm_tensor_move(t, lm_backend_cpu(), err) : st;
 }
 
 /* lm_t5_position_bias on the model's backend. */
@@ -310,17 +240,15 @@ static lm_status embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor 
                              "[0, %d)",
                              (int)ids[i], i, t5->cfg.vocab);
     int64_t shape[2] = { 1, (int64_t)n };
-    lm_tensor *host = NULL, *idt = NULL;
+    lm_tensor *host = NULL;
     lm_status st = lm_tensor_new(&host, lm_backend_cpu(), LM_DTYPE_I32, 2, shape, err);
     if (st != LM_OK)
         return st;
     memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    if (t5->be != lm_backend_cpu())
-        st = lm_tensor_to(&idt, host, t5->be, err);
+    st = lm_tensor_move(&host, t5->be, err);
     if (st == LM_OK)
-        st = lm_embedding(out, t5->shared, idt ? idt : host, err); // [1, T, D]
+        st = lm_embedding(out, t5->shared, host, err); // [1, T, D]
     lm_tensor_free(host);
-    lm_tensor_free(idt);
     return st;
 }
 

@@ -18,7 +18,6 @@
  * VAE's backend, run there and bring their results back to the host (vae_impl.h). */
 #include "core/base/alloc.h"
 #include "core/base/log.h"
-#include "core/base/str.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/vae_impl.h"
 
@@ -194,15 +193,13 @@ static lm_status bind_decoder(binder *b, vae_net *n, const lm_vae_config *cfg)
 
 /* ---- every weight slot, for the device copy and for freeing ---------------------- */
 
-typedef lm_status (*slot_fn)(lm_tensor **slot, void *user);
-
-static lm_status each_param(vae_param *p, slot_fn fn, void *user)
+static lm_status each_param(vae_param *p, lm_sd3_slot_fn fn, void *user)
 {
     lm_status st = fn(&p->w, user);
     return st == LM_OK ? fn(&p->b, user) : st;
 }
 
-static lm_status each_res(vae_res *r, slot_fn fn, void *user)
+static lm_status each_res(vae_res *r, lm_sd3_slot_fn fn, void *user)
 {
     vae_param *ps[5] = { &r->norm1, &r->conv1, &r->norm2, &r->conv2, &r->nin };
     lm_status st = LM_OK;
@@ -212,7 +209,7 @@ static lm_status each_res(vae_res *r, slot_fn fn, void *user)
 }
 
 /* Calls fn on every weight slot of one half, absent (NULL) ones included. */
-static lm_status each_net(vae_net *n, slot_fn fn, void *user)
+static lm_status each_net(vae_net *n, lm_sd3_slot_fn fn, void *user)
 {
     vae_param *ps[8] = { &n->conv_in, &n->norm_out, &n->conv_out, &n->attn.norm,
                          &n->attn.q,  &n->attn.k,   &n->attn.v,   &n->attn.proj };
@@ -230,71 +227,16 @@ static lm_status each_net(vae_net *n, slot_fn fn, void *user)
     return st == LM_OK ? each_res(&n->mid2, fn, user) : st;
 }
 
-static lm_status each_weight(lm_vae *vae, slot_fn fn, void *user)
+static lm_status each_weight(lm_vae *vae, lm_sd3_slot_fn fn, void *user)
 {
     lm_status st = each_net(&vae->enc, fn, user);
     return st == LM_OK ? each_net(&vae->dec, fn, user) : st;
 }
 
-static lm_status free_slot(lm_tensor **slot, void *user)
+/* each_weight as the walk lm_sd3_weights_to_device and lm_sd3_weights_free take. */
+static lm_status walk_weights(void *vae, lm_sd3_slot_fn fn, void *user)
 {
-    LM_UNUSED(user);
-    lm_tensor_free(*slot);
-    *slot = NULL;
-    return LM_OK;
-}
-
-static lm_status count_slot(lm_tensor **slot, void *user)
-{
-    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
-    return LM_OK;
-}
-
-typedef struct {
-    lm_backend *be;
-    size_t bytes; /* copied so far */
-    lm_error *err;
-} mover;
-
-/* Replaces the host tensor in *slot by its copy on the device, same dtype. */
-static lm_status move_slot(lm_tensor **slot, void *user)
-{
-    mover *mv = user;
-    lm_tensor *dev = NULL;
-    if (!*slot)
-        return LM_OK;
-    lm_status st = lm_tensor_to(&dev, *slot, mv->be, mv->err);
-    if (st != LM_OK)
-        return st;
-    lm_tensor_free(*slot);
-    *slot = dev;
-    mv->bytes += lm_tensor_nbytes(dev);
-    return LM_OK;
-}
-
-/* Copies every bound weight to `be` once. On failure the message names the model and keeps
- * the device's own reason; the half-copied model is the caller's to free. */
-static lm_status to_device(lm_vae *vae, lm_backend *be, lm_error *err)
-{
-    size_t need = 0;
-    mover mv = { .be = be, .err = err };
-    each_weight(vae, count_slot, &need);
-    lm_status st = each_weight(vae, move_slot, &mv);
-    if (st == LM_OK) {
-        vae->device_bytes = mv.bytes;
-        return LM_OK;
-    }
-    if (!err)
-        return st;
-    char why[sizeof(err->msg)];
-    lm_strlcpy(why, err->msg, sizeof(why));
-    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
-              "VAE: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s",
-              (double)need / 1048576.0,
-              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
-              (double)mv.bytes / 1048576.0, why);
-    lm_error_hint(err, "free memory on %s, or let the VAE compute on the CPU", lm_backend_name(be));
-    return st;
+    return each_weight(vae, fn, user);
 }
 
 lm_status lm_vae_load_on(lm_vae **out, const lm_sd3_weights *w, lm_backend *be, lm_error *err)
@@ -312,7 +254,7 @@ lm_status lm_vae_load_on(lm_vae **out, const lm_sd3_weights *w, lm_backend *be, 
     if (st == LM_OK)
         st = bind_decoder(&b, &vae->dec, &vae->cfg);
     if (st == LM_OK && vae->be != lm_backend_cpu())
-        st = to_device(vae, vae->be, err);
+        st = lm_sd3_weights_to_device(vae, walk_weights, "VAE", vae->be, &vae->device_bytes, err);
     if (st != LM_OK) {
         lm_vae_free(vae);
         return st;
@@ -332,7 +274,7 @@ void lm_vae_free(lm_vae *vae)
 {
     if (!vae)
         return;
-    each_weight(vae, free_slot, NULL);
+    lm_sd3_weights_free(vae, walk_weights);
     lm_free(vae);
 }
 
@@ -400,54 +342,26 @@ int lm_vae__decoder_steps(const lm_vae_config *cfg)
     return half_steps(&cfg->decoder);
 }
 
-lm_status lm_vae__check_input(const lm_vae *vae, const lm_tensor *t, int channels, int min_hw,
-                              const char *what, lm_error *err)
+lm_status lm_vae__check_input(const lm_tensor *t, int channels, int min_hw, const char *what,
+                              lm_error *err)
 {
     char d[96];
     lm_tensor_describe(t, d, sizeof(d));
-    if (t->ndim != 4 || t->shape[0] < 1 || t->shape[1] != channels || t->shape[2] < min_hw ||
-        t->shape[3] < min_hw) {
-        lm_errorf(err, LM_EINVAL, "bad_vae_input",
-                  "the VAE %s is %s, expected [B, %d, H, W] with H, W >= %d", what, d, channels,
-                  min_hw);
-        lm_error_hint(err, "give this VAE latents or images of its own model family");
-        return LM_EINVAL;
-    }
-    lm_backend *tb = lm_tensor_backend(t);
-    if (tb != vae->be && !lm_backend_is_host(tb)) {
-        lm_errorf(err, LM_EINVAL, "wrong_backend",
-                  "the VAE %s is on backend \"%s\" but the VAE computes on \"%s\"", what,
-                  lm_backend_name(tb), lm_backend_name(vae->be));
-        lm_error_hint(err, "pass the %s in host memory or on the VAE's device", what);
-        return LM_EINVAL;
-    }
-    return LM_OK;
-}
-
-lm_status lm_vae__input(const lm_vae *vae, const lm_tensor *t, lm_tensor **moved, lm_error *err)
-{
-    *moved = NULL;
-    if (lm_tensor_backend(t) == vae->be || lm_backend_is_host(vae->be))
+    if (t->ndim == 4 && t->shape[0] >= 1 && t->shape[1] == channels && t->shape[2] >= min_hw &&
+        t->shape[3] >= min_hw)
         return LM_OK;
-    return lm_tensor_to(moved, t, vae->be, err);
-}
-
-lm_status lm_vae__to_host(lm_tensor **t, lm_error *err)
-{
-    if (!*t || lm_backend_is_host(lm_tensor_backend(*t)))
-        return LM_OK;
-    lm_tensor *h = NULL;
-    lm_status st = lm_tensor_to(&h, *t, lm_backend_cpu(), err);
-    lm_tensor_free(*t);
-    *t = h;
-    return st;
+    lm_errorf(err, LM_EINVAL, "bad_vae_input",
+              "the VAE %s is %s, expected [B, %d, H, W] with H, W >= %d", what, d, channels,
+              min_hw);
+    lm_error_hint(err, "give this VAE latents or images of its own model family");
+    return LM_EINVAL;
 }
 
 lm_status lm_vae__encoded_to_host(lm_tensor **mean, lm_tensor **sample, lm_error *err)
 {
-    lm_status st = lm_vae__to_host(mean, err);
+    lm_status st = lm_tensor_move(mean, lm_backend_cpu(), err);
     if (st == LM_OK && sample)
-        st = lm_vae__to_host(sample, err);
+        st = lm_tensor_move(sample, lm_backend_cpu(), err);
     if (st == LM_OK)
         return LM_OK;
     lm_tensor_free(*mean);
@@ -720,24 +634,23 @@ lm_status lm_vae_process_out(const lm_vae_config *cfg, const lm_tensor *scaled, 
 static lm_status sample(const lm_vae *vae, const lm_tensor *mean, const lm_tensor *logvar,
                         lm_rng *rng, lm_tensor **out, lm_error *err)
 {
-    lm_tensor *noise = NULL, *dev = NULL, *half = NULL, *std = NULL, *sn = NULL;
+    lm_tensor *noise = NULL, *half = NULL, *std = NULL, *sn = NULL;
     lm_status st =
         lm_tensor_new(&noise, lm_backend_cpu(), LM_DTYPE_F32, mean->ndim, mean->shape, err);
     if (st == LM_OK) {
         lm_rng_randn(rng, lm_tensor_data(noise), (size_t)lm_tensor_numel(noise));
-        if (vae->be != lm_backend_cpu()) /* the noise is drawn on the host, then moved */
-            st = lm_tensor_to(&dev, noise, vae->be, err);
+        st = lm_tensor_move(&noise, vae->be, err); /* drawn on the host, then moved */
     }
     if (st == LM_OK)
         st = lm_scale(&half, logvar, 0.5f, 0.0f, err); // [B, z, h, w]
     if (st == LM_OK)
         st = lm_exp(&std, half, err); // [B, z, h, w]
     if (st == LM_OK)
-        st = lm_mul(&sn, std, dev ? dev : noise, err); // [B, z, h, w]
+        st = lm_mul(&sn, std, noise, err); // [B, z, h, w]
     if (st == LM_OK)
         st = lm_add(out, mean, sn, err); // [B, z, h, w]
-    lm_tensor *all[5] = { noise, dev, half, std, sn };
-    for (int i = 0; i < 5; i++)
+    lm_tensor *all[4] = { noise, half, std, sn };
+    for (int i = 0; i < 4; i++)
         lm_tensor_free(all[i]);
     return st;
 }
@@ -796,9 +709,9 @@ lm_status lm_vae_decode(const lm_vae *vae, const lm_tensor *latent, lm_tensor **
                       .steps = 1 + lm_vae__decoder_steps(&vae->cfg) };
     lm_tensor *raw = NULL, *moved = NULL;
     *image_out = NULL;
-    lm_status st = lm_vae__check_input(vae, latent, vae->cfg.z_channels, 1, "latent", err);
+    lm_status st = lm_vae__check_input(latent, vae->cfg.z_channels, 1, "latent", err);
     if (st == LM_OK)
-        st = lm_vae__input(vae, latent, &moved, err);
+        st = lm_tensor_on(&moved, latent, vae->be, "the VAE latent", err);
     if (st == LM_OK)
         st = lm_vae_process_out(&vae->cfg, moved ? moved : latent, &raw, err); // [B, z, h, w]
     lm_tensor_free(moved);
@@ -807,7 +720,7 @@ lm_status lm_vae_decode(const lm_vae *vae, const lm_tensor *latent, lm_tensor **
     if (st == LM_OK)
         st = lm_vae__decoder(vae, &r, raw, image_out, err); // [B, 3, f*h, f*w]
     lm_tensor_free(raw);
-    return st == LM_OK ? lm_vae__to_host(image_out, err) : st;
+    return st == LM_OK ? lm_tensor_move(image_out, lm_backend_cpu(), err) : st;
 }
 
 lm_status lm_vae_encode(const lm_vae *vae, const lm_tensor *image, lm_rng *rng,
@@ -828,9 +741,9 @@ lm_status lm_vae_encode(const lm_vae *vae, const lm_tensor *image, lm_rng *rng,
                          "lm_vae_encode: a generator was given but no place for the sample");
     lm_tensor *moved = NULL;
     lm_status st =
-        lm_vae__check_input(vae, image, vae->cfg.image_channels, vae->cfg.factor, "image", err);
+        lm_vae__check_input(image, vae->cfg.image_channels, vae->cfg.factor, "image", err);
     if (st == LM_OK)
-        st = lm_vae__input(vae, image, &moved, err);
+        st = lm_tensor_on(&moved, image, vae->be, "the VAE image", err);
     if (st == LM_OK)
         st = lm_vae__encoder(vae, &r, moved ? moved : image, &moments, err); // [B, 2z, h, w]
     lm_tensor_free(moved);

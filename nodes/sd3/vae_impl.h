@@ -6,8 +6,8 @@
  *
  * Devices: the passes compute on the VAE's backend (lm_vae_backend) and every tensor they
  * take or make lives there; the public functions move host inputs there first
- * (lm_vae__input) and bring results back (lm_vae__to_host), so only the callback sees
- * device tensors. */
+ * (lm_tensor_on, which refuses a tensor on another device) and bring results back
+ * (lm_tensor_move to the CPU), so only the callback sees device tensors. */
 #ifndef LM_NODES_SD3_VAE_IMPL_H
 #define LM_NODES_SD3_VAE_IMPL_H
 
@@ -31,15 +31,11 @@ lm_status lm_vae__emit(lm_vae__run *r, const char *stage, const lm_tensor *t, lm
 int lm_vae__encoder_steps(const lm_vae_config *cfg);
 int lm_vae__decoder_steps(const lm_vae_config *cfg);
 
-/* Checks an input: rank 4, `channels` channels, at least `min_hw` pixels each way, on the
- * host or on the VAE's backend. `what` names it in the message ("latent", "image"). */
-lm_status lm_vae__check_input(const lm_vae *vae, const lm_tensor *t, int channels, int min_hw,
-                              const char *what, lm_error *err);
-/* A checked input on the VAE's backend: *moved is the device copy of a host tensor, NULL
- * when t is usable as it is. */
-lm_status lm_vae__input(const lm_vae *vae, const lm_tensor *t, lm_tensor **moved, lm_error *err);
-/* Replaces a device result by its host copy (NULL on failure); NULL and host tensors stay. */
-lm_status lm_vae__to_host(lm_tensor **t, lm_error *err);
+/* Checks an input's shape: rank 4, `channels` channels, at least `min_hw` pixels each way.
+ * `what` names it in the message ("latent", "image"). Its backend is checked when it is
+ * moved to the VAE's (lm_tensor_on). */
+lm_status lm_vae__check_input(const lm_tensor *t, int channels, int min_hw, const char *what,
+                              lm_error *err);
 /* The encode's results (sample may be NULL) as host tensors; on failure both are freed. */
 lm_status lm_vae__encoded_to_host(lm_tensor **mean, lm_tensor **sample, lm_error *err);
 

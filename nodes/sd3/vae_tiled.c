@@ -94,12 +94,9 @@ static lm_status make_mask(const axis *ay, const axis *ax, int ty, int tx, int u
         }
     }
     lm_free(wx);
-    if (st != LM_OK || be == lm_backend_cpu()) {
-        *out = m;
-        return st;
-    }
-    st = lm_tensor_to(out, m, be, err);
-    lm_tensor_free(m);
+    if (st == LM_OK)
+        st = lm_tensor_move(&m, be, err);
+    *out = m;
     return st;
 }
 
@@ -201,7 +198,7 @@ lm_status lm_vae_decode_tiled(const lm_vae *vae, const lm_tensor *latent,
     const lm_vae_config *cfg = lm_vae_config_of(vae);
     int64_t tile = 0, ov = 0;
     *image_out = NULL;
-    lm_status st = lm_vae__check_input(vae, latent, cfg->z_channels, 1, "latent", err);
+    lm_status st = lm_vae__check_input(latent, cfg->z_channels, 1, "latent", err);
     if (st == LM_OK)
         st = tile_sizes(cfg, opts, &tile, &ov, err);
     if (st != LM_OK)
@@ -216,7 +213,7 @@ lm_status lm_vae_decode_tiled(const lm_vae *vae, const lm_tensor *latent,
     int64_t shape[4] = { latent->shape[0], cfg->image_channels, f * latent->shape[2],
                          f * latent->shape[3] };
     lm_tensor *raw = NULL, *moved = NULL;
-    st = lm_vae__input(vae, latent, &moved, err);
+    st = lm_tensor_on(&moved, latent, lm_vae_backend(vae), "the VAE latent", err);
     if (st == LM_OK)
         st = lm_vae_process_out(cfg, moved ? moved : latent, &raw, err); // [B, z, h, w]
     lm_tensor_free(moved);
@@ -228,7 +225,7 @@ lm_status lm_vae_decode_tiled(const lm_vae *vae, const lm_tensor *latent,
         st = each_tile(vae, &r, &tl, raw, decode_tile, err); // [B, 3, fh, fw]
     lm_tensor_free(raw);
     if (st == LM_OK)
-        st = lm_vae__to_host(&tl.acc, err);
+        st = lm_tensor_move(&tl.acc, lm_backend_cpu(), err);
     if (st != LM_OK) {
         lm_tensor_free(tl.acc);
         return st;
@@ -268,7 +265,7 @@ lm_status lm_vae_encode_tiled(const lm_vae *vae, const lm_tensor *image,
     const lm_vae_config *cfg = lm_vae_config_of(vae);
     int64_t tile = 0, ov = 0, f = cfg->factor;
     *mean_out = NULL;
-    lm_status st = lm_vae__check_input(vae, image, cfg->image_channels, (int)f, "image", err);
+    lm_status st = lm_vae__check_input(image, cfg->image_channels, (int)f, "image", err);
     if (st == LM_OK)
         st = tile_sizes(cfg, opts, &tile, &ov, err);
     if (st != LM_OK)
@@ -286,7 +283,7 @@ lm_status lm_vae_encode_tiled(const lm_vae *vae, const lm_tensor *image,
     r.steps = r.tiles * lm_vae__encoder_steps(cfg) + (rng ? 4 : 3);
     int64_t shape[4] = { image->shape[0], 2 * cfg->z_channels, tl.ay.total, tl.ax.total };
     lm_tensor *moved = NULL;
-    st = lm_vae__input(vae, image, &moved, err);
+    st = lm_tensor_on(&moved, image, lm_vae_backend(vae), "the VAE image", err);
     if (st == LM_OK)
         st = lm_tensor_zeros(&tl.acc, lm_vae_backend(vae), LM_DTYPE_F32, 4, shape, err);
     if (st == LM_OK)

@@ -1,4 +1,5 @@
-/* nodes/sd3/weights.c — component detection and checked tensor lookup by reference name.
+/* nodes/sd3/weights.c — component detection, checked tensor lookup by reference name, and
+ * the walks over a model's bound weights (device copy, free) that every model shares.
  * Weights in the diffusers layout are looked up by weights_diffusers.c. */
 #include "core/base/str.h"
 #include "nodes/sd3/weights_impl.h"
@@ -183,6 +184,12 @@ int lm_sd3_weights_count(const lm_sd3_weights *w, const char *fmt)
     }
 }
 
+/* The lm_tensor * field a row binds in the struct at base. */
+static lm_tensor **row_slot(void *base, const lm_sd3_bind_row *row)
+{
+    return (lm_tensor **)((char *)base + row->offset);
+}
+
 lm_status lm_sd3_weights_bind(const lm_sd3_weights *w, const char *prefix,
                               const lm_sd3_bind_row *rows, size_t n, const int64_t *dims,
                               void *base, lm_error *err)
@@ -192,19 +199,76 @@ lm_status lm_sd3_weights_bind(const lm_sd3_weights *w, const char *prefix,
         snprintf(name, sizeof(name), "%s%s", prefix, rows[i].name);
         int64_t shape[2] = { dims[rows[i].rows], dims[rows[i].cols] };
         int ndim = rows[i].cols == 0 ? 1 : 2;
-        lm_tensor **dst = (lm_tensor **)((char *)base + rows[i].offset);
-        lm_status st = lm_sd3_weights_get(w, name, ndim, shape, dst, err);
+        lm_status st = lm_sd3_weights_get(w, name, ndim, shape, row_slot(base, &rows[i]), err);
         if (st != LM_OK)
             return st;
     }
     return LM_OK;
 }
 
-void lm_sd3_weights_unbind(const lm_sd3_bind_row *rows, size_t n, void *base)
+/* ---- a model's weight slots ---- */
+
+lm_status lm_sd3_weights_each_row(const lm_sd3_bind_row *rows, size_t n, void *base,
+                                  lm_sd3_slot_fn fn, void *user)
 {
-    for (size_t i = 0; i < n; i++) {
-        lm_tensor **field = (lm_tensor **)((char *)base + rows[i].offset);
-        lm_tensor_free(*field);
-        *field = NULL;
-    }
+    lm_status st = LM_OK;
+    for (size_t i = 0; st == LM_OK && i < n; i++)
+        st = fn(row_slot(base, &rows[i]), user);
+    return st;
+}
+
+static lm_status free_slot(lm_tensor **slot, void *user)
+{
+    LM_UNUSED(user);
+    lm_tensor_free(*slot);
+    *slot = NULL;
+    return LM_OK;
+}
+
+static lm_status count_slot(lm_tensor **slot, void *user)
+{
+    *(size_t *)user += *slot ? lm_tensor_nbytes(*slot) : 0;
+    return LM_OK;
+}
+
+typedef struct {
+    lm_backend *be;
+    size_t bytes; /* copied so far */
+    lm_error *err;
+} mover;
+
+static lm_status move_slot(lm_tensor **slot, void *user)
+{
+    mover *mv = user;
+    lm_status st = lm_tensor_move(slot, mv->be, mv->err);
+    if (st == LM_OK && *slot)
+        mv->bytes += lm_tensor_nbytes(*slot);
+    return st;
+}
+
+lm_status lm_sd3_weights_to_device(void *model, lm_sd3_each_weight_fn each, const char *name,
+                                   lm_backend *be, size_t *bytes, lm_error *err)
+{
+    size_t need = 0;
+    mover mv = { .be = be, .err = err };
+    each(model, count_slot, &need);
+    lm_status st = each(model, move_slot, &mv);
+    *bytes = mv.bytes;
+    if (st == LM_OK || !err)
+        return st;
+    char why[sizeof(err->msg)];
+    lm_strlcpy(why, err->msg, sizeof(why));
+    lm_errorf(err, st, st == LM_ENOMEM ? "out_of_memory" : "device_error",
+              "%s: its %.1f MiB of weights %s %s (%.1f MiB copied): %.150s", name,
+              (double)need / 1048576.0,
+              st == LM_ENOMEM ? "do not fit on" : "could not be copied to", lm_backend_name(be),
+              (double)mv.bytes / 1048576.0, why);
+    lm_error_hint(err, "free memory on %s, or let the %s compute on the CPU", lm_backend_name(be),
+                  name);
+    return st;
+}
+
+void lm_sd3_weights_free(void *model, lm_sd3_each_weight_fn each)
+{
+    each(model, free_slot, NULL);
 }

@@ -127,11 +127,32 @@ typedef struct {
 } lm_sd3_bind_row;
 
 /* Binds every row into the struct at `base`, each checked against its shape; on failure the
- * rows bound so far stay set (free them with lm_sd3_weights_unbind). */
+ * rows bound so far stay set (lm_sd3_weights_free frees them with the model). */
 lm_status lm_sd3_weights_bind(const lm_sd3_weights *w, const char *prefix,
                               const lm_sd3_bind_row *rows, size_t n, const int64_t *dims,
                               void *base, lm_error *err);
-/* Frees the tensors a table bound (NULL fields are fine). */
-void lm_sd3_weights_unbind(const lm_sd3_bind_row *rows, size_t n, void *base);
+
+/* ---- a model's weight slots: the device copy and the free ----
+ * Each model walks its own bound weights with a typed iterator; these take it through a
+ * small adapter, `each`, that calls fn on every lm_tensor * slot of `model` (absent, NULL
+ * ones included) and stops at the first failure. The slots are the model's: these replace
+ * or free what they hold. */
+typedef lm_status (*lm_sd3_slot_fn)(lm_tensor **slot, void *user);
+typedef lm_status (*lm_sd3_each_weight_fn)(void *model, lm_sd3_slot_fn fn, void *user);
+
+/* Calls fn on the field of every row of a binding table in the struct at `base`, stopping
+ * at the first failure: a piece of a model's `each`. */
+lm_status lm_sd3_weights_each_row(const lm_sd3_bind_row *rows, size_t n, void *base,
+                                  lm_sd3_slot_fn fn, void *user);
+
+/* Replaces every weight by its copy on be, same dtype; *bytes is what was copied (so far, on
+ * failure). On failure the message names the model (`name`: "MMDiT", "CLIP-L"…), its size,
+ * the device and what was copied, keeping the device's own reason: "MMDiT: its 2.4 MiB of
+ * weights do not fit on loopback (0.9 MiB copied): <reason>"; the half-copied model is the
+ * caller's to free. */
+lm_status lm_sd3_weights_to_device(void *model, lm_sd3_each_weight_fn each, const char *name,
+                                   lm_backend *be, size_t *bytes, lm_error *err);
+/* Frees every weight slot and sets it to NULL. */
+void lm_sd3_weights_free(void *model, lm_sd3_each_weight_fn each);
 
 #endif

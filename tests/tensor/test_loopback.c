@@ -1,8 +1,8 @@
 /* tests/tensor/test_loopback.c — the loopback device: the CPU's kernels behind a device
  * boundary, used to run every GPU code path on a machine without a GPU. Checks that its
  * tensors behave like device tensors (no host pointer, no mixing with CPU tensors), that
- * results equal the CPU's bit for bit, and that a sized loopback runs out of memory the
- * way a full GPU does. */
+ * results equal the CPU's bit for bit, that a sized loopback runs out of memory the way a
+ * full GPU does, and how tensors move to and from it (lm_tensor_move, lm_tensor_on). */
 #include "core/tensor/ops.h"
 #include "core/tensor/tensor.h"
 #include "tests/tensor/tt.h"
@@ -114,6 +114,85 @@ void test_tensor_loopback__sized_device_runs_out_of_memory(void)
     CHECK(b == NULL);
     lm_tensor_free(a);
     unsetenv("LOOM_LOOPBACK_MEMORY");
+}
+
+void test_tensor_loopback__move_replaces_the_tensor_by_its_copy(void)
+{
+    lm_error err;
+    lm_backend *lb = lm_backend_loopback();
+    int64_t shape[] = { 3, 17 };
+    lm_tensor *t = tt_rand(NULL, LM_DTYPE_BF16, 6, -1, 1, 2, shape), *none = NULL;
+    lm_tensor *orig = to(t, lm_backend_cpu()), *was = t;
+    REQUIRE(orig);
+    CHECK_OK(lm_tensor_move(&none, lb, &err), &err); /* NULL stays NULL */
+    CHECK(none == NULL);
+    CHECK_OK(lm_tensor_move(&t, lm_backend_cpu(), &err), &err); /* already there */
+    CHECK(t == was);
+    REQUIRE_OK(lm_tensor_move(&t, lb, &err), &err);
+    REQUIRE(t != NULL);
+    CHECK(lm_tensor_backend(t) == lb);
+    CHECK_INT(t->dtype, LM_DTYPE_BF16); /* same dtype: a weight crosses as stored */
+    CHECK(same_bits(orig, t));
+    REQUIRE_OK(lm_tensor_move(&t, lm_backend_cpu(), &err), &err);
+    CHECK(lm_tensor_data(t) != NULL);
+    CHECK(same_bits(orig, t));
+    lm_tensor_free(t);
+    lm_tensor_free(orig);
+}
+
+void test_tensor_loopback__failed_move_frees_the_tensor(void)
+{
+    setenv("LOOM_LOOPBACK_MEMORY", "1M", 1);
+    lm_error err;
+    int64_t big[] = { 512, 1024 }; /* 2 MiB of f32 */
+    lm_tensor *t = NULL;
+    REQUIRE_OK(lm_tensor_zeros(&t, lm_backend_cpu(), LM_DTYPE_F32, 2, big, &err), &err);
+    CHECK_INT(lm_tensor_move(&t, lm_backend_loopback(), &err), LM_ENOMEM);
+    CHECK_CONTAINS(err.msg, "loopback device");
+    CHECK(t == NULL); /* freed: callers free *t again on their error path */
+    unsetenv("LOOM_LOOPBACK_MEMORY");
+}
+
+void test_tensor_loopback__on_uses_or_copies_an_input(void)
+{
+    lm_error err;
+    lm_backend *lb = lm_backend_loopback();
+    int64_t shape[] = { 2, 9 };
+    lm_tensor *h = tt_rand(NULL, LM_DTYPE_F16, 7, -1, 1, 2, shape), *d = to(h, lb);
+    lm_tensor *copy = h; /* set to NULL when nothing is copied */
+    REQUIRE(d);
+    CHECK_OK(lm_tensor_on(&copy, h, lm_backend_cpu(), "x", &err), &err); /* host on host */
+    CHECK(copy == NULL);
+    copy = h;
+    CHECK_OK(lm_tensor_on(&copy, d, lb, "x", &err), &err); /* already on the device */
+    CHECK(copy == NULL);
+    REQUIRE_OK(lm_tensor_on(&copy, h, lb, "x", &err), &err); /* host to the device */
+    REQUIRE(copy != NULL);
+    CHECK(copy != h);
+    CHECK(lm_tensor_backend(copy) == lb);
+    CHECK(lm_tensor_backend(h) == lm_backend_cpu());
+    CHECK_INT(copy->dtype, LM_DTYPE_F16);
+    CHECK(same_bits(h, copy));
+    lm_tensor_free(copy);
+    lm_tensor_free(d);
+    lm_tensor_free(h);
+}
+
+void test_tensor_loopback__on_refuses_a_tensor_on_another_device(void)
+{
+    lm_error err;
+    int64_t shape[] = { 4 };
+    lm_tensor *h = tt_rand(NULL, LM_DTYPE_F32, 8, -1, 1, 1, shape);
+    lm_tensor *d = to(h, lm_backend_loopback()), *copy = h;
+    REQUIRE(d);
+    CHECK_INT(lm_tensor_on(&copy, d, lm_backend_cpu(), "MMDiT: pooled y", &err), LM_EINVAL);
+    CHECK(copy == NULL);
+    CHECK_INT(err.code, LM_EINVAL);
+    CHECK_STR(err.kind, "wrong_backend");
+    CHECK_STR(err.msg, "MMDiT: pooled y is on loopback but the model computes on cpu");
+    CHECK_STR(err.hint, "pass host tensors, or tensors on the model's device");
+    lm_tensor_free(d);
+    lm_tensor_free(h);
 }
 
 void test_tensor_loopback__cpu_reports_its_memory(void)
