@@ -229,12 +229,20 @@ static size_t env_bytes(const char *name, size_t dflt)
     return (size_t)(n * unit);
 }
 
-/* The bytes a component's weights take in their stored dtype (what a device copy holds). */
+/* The bytes a component's weights take in their stored dtype (what a device copy holds):
+ * every tensor under its prefix but the duplicate T5 embedding some files carry
+ * (encoder.embed_tokens.weight, a copy of shared.weight that the model does not bind). */
 static size_t component_bytes(const lm_sd3_weights *w)
 {
+    static const char dup[] = "encoder.embed_tokens.weight";
     size_t first = 0, n = lm_safetensors_find_prefix(w->st, w->prefix, &first), bytes = 0;
-    for (size_t i = first; i < first + n; i++)
-        bytes += lm_safetensors_at(w->st, i)->bytes;
+    for (size_t i = first; i < first + n; i++) {
+        const lm_safetensors_entry *e = lm_safetensors_at(w->st, i);
+        size_t len = strlen(e->name);
+        bool is_dup = w->component == LM_SD3_T5XXL && len >= sizeof(dup) - 1 &&
+                      strcmp(e->name + len - (sizeof(dup) - 1), dup) == 0;
+        bytes += is_dup ? 0 : e->bytes;
+    }
     return bytes;
 }
 
