@@ -120,6 +120,25 @@ static void trim(lm_cache *c, size_t budget)
     }
 }
 
+size_t lm_cache_drop_if(lm_cache *cache, lm_cache_pred pred, void *user)
+{
+    size_t dropped = 0;
+    pthread_mutex_lock(&cache->mu);
+    for (entry *e = cache->oldest; e;) {
+        entry *newer = e->newer;
+        bool match = false;
+        for (size_t i = 0; i < e->n && !match; i++)
+            match = e->values[i] && pred(e->values[i], user);
+        if (match && !(cache->in_run && e->epoch == cache->epoch)) {
+            remove_entry(cache, e);
+            dropped++;
+        }
+        e = newer;
+    }
+    pthread_mutex_unlock(&cache->mu);
+    return dropped;
+}
+
 void lm_cache_free(lm_cache *cache)
 {
     if (!cache)

@@ -43,6 +43,12 @@ lm_status lm_cache_put(lm_cache *cache, uint64_t key, lm_value *const *values, s
                        const char *ui_json, lm_error *err);
 bool lm_cache_contains(lm_cache *cache, uint64_t key);
 
+/* Removes every entry of an earlier run (between runs: every entry) holding a value for
+ * which pred returns true; returns how many went. For memory pressure elsewhere: e.g. the
+ * model manager asks to let go of loaded models that only the cache still holds. */
+typedef bool (*lm_cache_pred)(const lm_value *v, void *user);
+size_t lm_cache_drop_if(lm_cache *cache, lm_cache_pred pred, void *user);
+
 void lm_cache_clear(lm_cache *cache);
 size_t lm_cache_bytes(lm_cache *cache);
 size_t lm_cache_count(lm_cache *cache);

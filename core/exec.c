@@ -99,6 +99,11 @@ void lm_exec_clear_cache(lm_exec *ex)
     lm_cache_clear(ex->cache);
 }
 
+size_t lm_exec_drop_cached(lm_exec *ex, lm_cache_pred pred, void *user)
+{
+    return lm_cache_drop_if(ex->cache, pred, user);
+}
+
 size_t lm_exec_cache_bytes(const lm_exec *ex)
 {
     return lm_cache_bytes(ex->cache);

@@ -21,6 +21,7 @@
 #define LM_CORE_EXEC_H
 
 #include "core/base/error.h"
+#include "core/cache.h"
 #include "core/registry.h"
 #include "core/validate.h"
 
@@ -96,6 +97,8 @@ void lm_run_result_free(lm_run_result *result);
 
 void lm_exec_cancel(lm_exec *ex); /* thread- and signal-safe */
 void lm_exec_clear_cache(lm_exec *ex);
+/* lm_cache_drop_if on the executor's cache (entries of earlier runs only). */
+size_t lm_exec_drop_cached(lm_exec *ex, lm_cache_pred pred, void *user);
 size_t lm_exec_cache_bytes(const lm_exec *ex);
 
 /* Runs one node outside a plan (node tests, scripting): `in` holds def->n_inputs values in

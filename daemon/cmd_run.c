@@ -10,6 +10,7 @@
 #include "core/base/log.h"
 #include "core/base/str.h"
 #include "daemon/cli.h"
+#include "nodes/sd3/models.h"
 
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -47,7 +48,7 @@ static const char usage[] =
     "name=a,b,c]...\n"
     "                [--out DIR] [--input DIR] [--models DIR] [--json] [--quiet] [--fresh]\n"
     "                [--device cpu|cuda|cuda:N|auto] [--threads N] [--precision f32|bf16]\n"
-    "                [-v|--verbose (twice: debug)]\n";
+    "                [-v|--verbose (twice: debug)] [--config FILE]\n";
 
 static int usage_error(const char *fmt, const char *arg) LM_PRINTF(1, 0);
 
@@ -461,6 +462,23 @@ static int run_batch(lm_app *app, lm_exec *ex, const run_args *a)
     return t.interrupted ? LM_EXIT_INTERRUPTED : t.failed ? LM_EXIT_FAILED : LM_EXIT_OK;
 }
 
+/* Memory pressure from the model manager (a model does not fit on the device): drop the
+ * loaded models that only earlier runs' cache entries still hold, so they can be unloaded
+ * (a sweep or batch over several checkpoints). */
+static bool holds_model(const lm_value *v, void *user)
+{
+    LM_UNUSED(user);
+    lm_type t = lm_value_type(v);
+    return t == LM_TYPE_MODEL || t == LM_TYPE_CLIP || t == LM_TYPE_VAE;
+}
+
+static void on_model_pressure(void *user)
+{
+    size_t n = lm_exec_drop_cached(user, holds_model, NULL);
+    if (n)
+        LM_LOG_INFO("run", "device memory is short: dropped %zu cached model outputs", n);
+}
+
 int lm_cmd_run(lm_app *app, int argc, char **argv)
 {
     run_args a;
@@ -478,6 +496,7 @@ int lm_cmd_run(lm_app *app, int argc, char **argv)
         return LM_EXIT_FAILED;
     }
     running_exec = ex;
+    lm_sd3_models_set_pressure_hook(on_model_pressure, ex);
     signal(SIGINT, on_sigint);
     if (a.batch)
         code = run_batch(app, ex, &a);
@@ -486,6 +505,7 @@ int lm_cmd_run(lm_app *app, int argc, char **argv)
     else
         code = run_single(app, ex, &a);
     signal(SIGINT, SIG_DFL);
+    lm_sd3_models_set_pressure_hook(NULL, NULL);
     running_exec = NULL;
     lm_exec_free(ex);
     return code;

@@ -48,7 +48,17 @@ static struct {
     lm_sd3_part *parts;
     lm_sd3_models_stats stats;
     int skip_t5; /* -1: not decided yet (read LOOM_SKIP_T5) */
-} mgr = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, { 0 }, -1 };
+    lm_sd3_pressure_fn pressure;
+    void *pressure_user;
+} mgr = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, { 0 }, -1, NULL, NULL };
+
+void lm_sd3_models_set_pressure_hook(lm_sd3_pressure_fn fn, void *user)
+{
+    pthread_mutex_lock(&mgr.lock);
+    mgr.pressure = fn;
+    mgr.pressure_user = user;
+    pthread_mutex_unlock(&mgr.lock);
+}
 
 /* ---- options ---- */
 
@@ -300,12 +310,25 @@ static lm_backend *place(lm_backend *be, lm_sd3_part_kind kind, size_t bytes)
     if (is_text_encoder(kind) && !denoiser_on(be))
         reserve += env_bytes("LOOM_DENOISER_RESERVE", LM_SD3_DENOISER_RESERVE);
     size_t need = bytes + reserve, free_bytes = 0, total = 0;
+    bool asked = false;
     for (;;) {
         lm_error why;
         if (lm_backend_mem_info(be, &free_bytes, &total, &why) != LM_OK)
             return be; /* cannot tell: try, and let the allocation say */
-        if (free_bytes >= need || !evict_one(be))
+        if (free_bytes >= need)
             break;
+        if (evict_one(be))
+            continue;
+        if (asked || !mgr.pressure)
+            break;
+        /* Nothing unused here: ask the program to let go of what only its caches hold.
+         * The hook drops values, whose release takes the lock: call it without. */
+        asked = true;
+        lm_sd3_pressure_fn hook = mgr.pressure;
+        void *user = mgr.pressure_user;
+        pthread_mutex_unlock(&mgr.lock);
+        hook(user);
+        pthread_mutex_lock(&mgr.lock);
     }
     if (free_bytes >= need)
         return be;

@@ -30,7 +30,8 @@
  * VAE's above all) stay free there; text encoders (CLIP-L, CLIP-G, T5-XXL) also leave
  * LOOM_DENOISER_RESERVE (LM_SD3_DENOISER_RESERVE) while no MMDiT is on that device, so an
  * encoder loaded first cannot crowd the denoiser out. When a part does not fit, parts on
- * that device that no value holds are unloaded, least recently used first; when it still
+ * that device that no value holds are unloaded, least recently used first (after asking
+ * the program to drop cached ones: lm_sd3_models_set_pressure_hook); when it still
  * does not fit it computes on the CPU — T5-XXL on a small GPU, typically (logged at INFO;
  * an MMDiT or VAE at WARN, since that is slow). lm_sd3_models_free_unused() frees every
  * part no value holds (the daemon's POST /free; tests), lm_sd3_models_free_idle() those
@@ -153,6 +154,14 @@ void lm_sd3_models_get_stats(lm_sd3_models_stats *out);
 size_t lm_sd3_models_free_unused(void);
 /* Same, only for parts unused for at least idle_seconds. */
 size_t lm_sd3_models_free_idle(double idle_seconds);
+/* Memory pressure: when a part does not fit on its device and no unused part there can
+ * go, the manager calls the hook once (without its lock held), so the program can drop
+ * what only its caches still hold (daemon/cmd_run.c drops the executor's cached MODEL,
+ * CLIP and VAE values of earlier runs), then unloads what became unused and tries again.
+ * One hook per process; NULL removes it. A part loaded meanwhile by another thread may be
+ * loaded twice; both copies work. */
+typedef void (*lm_sd3_pressure_fn)(void *user);
+void lm_sd3_models_set_pressure_hook(lm_sd3_pressure_fn fn, void *user);
 /* Never load T5-XXL (default: LOOM_SKIP_T5 in the environment is "1"). */
 void lm_sd3_models_set_skip_t5(bool skip);
 bool lm_sd3_models_skip_t5(void);

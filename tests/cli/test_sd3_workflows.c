@@ -370,3 +370,42 @@ void test_cli_sd3__comfyui_img2img_example_runs_unchanged(void)
     CHECK_CONTAINS(out, "choose file to upload");
     free(out);
 }
+
+/* A sweep over two checkpoints on a device that holds one at a time: the first one's models
+ * are held only by cached outputs of the earlier run; under memory pressure those are
+ * dropped and the models unloaded, so the second checkpoint still goes to the device (not
+ * to the CPU), and both pictures are the CPU's. */
+void test_cli_sd3__sweep_over_checkpoints_makes_room_on_the_device(void)
+{
+    REQUIRE(make_models("sd3m"));
+    REQUIRE(link_into("golden/sd35m_tiny.safetensors", "models/checkpoints", "tiny35.safetensors"));
+    const char *sweep = "--sweep ckpt_name=tiny.safetensors,tiny35.safetensors --set width=64 "
+                        "--set height=48 --set steps=2 --quiet";
+    char cmd[8192], *out;
+    snprintf(cmd, sizeof(cmd),
+             "LOOM_LOOPBACK_MEMORY=36M LOOM_DEVICE_RESERVE=8M LOOM_DENOISER_RESERVE=0 '%s' run "
+             "'%s/workflows/sd3_medium_txt2img.yaml' --models models %s --device loopback -v "
+             "--out dev 2>&1",
+             test_loom_bin(), test_repo_root(), sweep);
+    int rc = test_run_capture(cmd, &out);
+    CHECK_INT(rc, 0);
+    CHECK_CONTAINS(out, "dropped");
+    CHECK_CONTAINS(out, "to make room");
+    CHECK_CONTAINS(out, "loaded MMDiT from");
+    CHECK(!strstr(out, "on the CPU"));
+    CHECK(!strstr(out, " on cpu "));
+    if (rc || strstr(out, "on the CPU"))
+        test_note("%s", out);
+    free(out);
+    snprintf(cmd, sizeof(cmd),
+             "run '%s/workflows/sd3_medium_txt2img.yaml' %s --device cpu --out cpu",
+             test_repo_root(), sweep);
+    CHECK_INT(loom(cmd, &out), 0);
+    free(out);
+    char a[64], b[64];
+    for (int i = 1; i <= 2; i++) {
+        snprintf(a, sizeof(a), "cpu/sd3_%05d_.png", i);
+        snprintf(b, sizeof(b), "dev/sd3_%05d_.png", i);
+        CHECK(same_pixels(a, b));
+    }
+}

@@ -127,3 +127,32 @@ void test_exec_cache__many_entries_grow_the_table(void)
     CHECK_INT(bad, 0);
     lm_cache_free(c);
 }
+
+static bool is_big(const lm_value *v, void *user)
+{
+    return lm_value_as_int(v) >= *(const int64_t *)user;
+}
+
+/* Memory pressure drops the matching entries of earlier runs, never the running one's. */
+void test_exec_cache__drop_if_spares_the_running_job(void)
+{
+    lm_cache *c = NULL;
+    lm_error err;
+    REQUIRE_OK(lm_cache_new(&c, 1 << 20, &err), &err);
+    lm_cache_begin_run(c);
+    put_int(c, 1, 100);
+    put_int(c, 2, 5);
+    lm_cache_end_run(c);
+    lm_cache_begin_run(c);
+    put_int(c, 3, 200); /* this run's */
+    int64_t limit = 50;
+    CHECK_INT(lm_cache_drop_if(c, is_big, &limit), 1);
+    CHECK_INT(get_int(c, 1), -1);  /* earlier run, matching: gone */
+    CHECK_INT(get_int(c, 2), 5);   /* earlier run, not matching: kept */
+    CHECK_INT(get_int(c, 3), 200); /* running job: kept */
+    CHECK_INT(lm_cache_bytes(c), 2 * int_bytes());
+    lm_cache_end_run(c);
+    CHECK_INT(lm_cache_drop_if(c, is_big, &limit), 1); /* between runs: any entry */
+    CHECK_INT(lm_cache_count(c), 1);
+    lm_cache_free(c);
+}
