@@ -1,5 +1,9 @@
 /* daemon/cli.c — shared pieces of the `loom` subcommands: set-up, workflow loading with
- * printed diagnostics, and the progress printer fed by the executor's event stream. */
+ * printed diagnostics, and the progress printer fed by the executor's event stream.
+ *
+ * Defaults come from environment variables only; the configuration file (daemon/config.h)
+ * has already exported its values into the environment when lm_app_init runs, and is
+ * consulted here only to say where a bad value came from. */
 #include "daemon/cli.h"
 
 #include "core/base/alloc.h"
@@ -7,6 +11,7 @@
 #include "core/base/thread.h"
 #include "core/tensor/precision.h"
 #include "core/workflow.h"
+#include "daemon/config.h"
 #include "nodes/builtin.h"
 
 #include <stdlib.h>
@@ -35,16 +40,20 @@ void lm_app_sync_env(lm_app *app)
     app->env.backend = app->backend;
 }
 
-/* The CPU kernels keep per-thread scratch for at most this many threads (LM_CPU_MAX_THREADS
- * in core/tensor/cpu/cpu.h, a backend-internal header). */
-#define MAX_THREADS 256
+/* How a message names where a default from the environment came from: the configuration
+ * file's place and key when the file set the variable, else the variable's name. */
+static const char *env_source(const char *env_name)
+{
+    const char *origin = lm_config_origin(env_name);
+    return origin ? origin : env_name;
+}
 
-/* Parses a thread count in [1, MAX_THREADS]; false when the text is not one. */
+/* Parses a thread count in [1, LM_APP_MAX_THREADS]; false when the text is not one. */
 static bool parse_threads(const char *text, int *out)
 {
     char *end = NULL;
     long n = strtol(text, &end, 10);
-    if (!text[0] || *end || n < 1 || n > MAX_THREADS)
+    if (!text[0] || *end || n < 1 || n > LM_APP_MAX_THREADS)
         return false;
     *out = (int)n;
     return true;
@@ -52,14 +61,14 @@ static bool parse_threads(const char *text, int *out)
 
 static int set_threads(const char *cmd, const char *threads)
 {
-    const char *from = threads ? "--threads" : "LOOM_THREADS";
+    const char *from = threads ? "--threads" : env_source("LOOM_THREADS");
     const char *text = threads ? threads : getenv("LOOM_THREADS");
     if (!text || (!threads && !text[0]))
         return LM_EXIT_OK; /* the pool sizes itself from the cores */
     int n = 0;
     if (!parse_threads(text, &n)) {
         fprintf(stderr, "loom %s: %s \"%s\" is not a thread count; give a number from 1 to %d.\n",
-                cmd, from, text, MAX_THREADS);
+                cmd, from, text, LM_APP_MAX_THREADS);
         return LM_EXIT_USAGE;
     }
     lm_pool_default_set_threads(n);
@@ -80,7 +89,8 @@ int lm_app_set_compute(lm_app *app, const char *cmd, const char *device, const c
     if (lm_backend_select(&app->backend, device, &err) != LM_OK) { /* NULL: auto */
         char line[1400];
         lm_error_format(&err, line, sizeof(line));
-        fprintf(stderr, "loom %s: %s%s\n", cmd, from_env ? "LOOM_DEVICE: " : "", line);
+        fprintf(stderr, "loom %s: %s%s%s\n", cmd, from_env ? env_source("LOOM_DEVICE") : "",
+                from_env ? ": " : "", line);
         return LM_EXIT_USAGE;
     }
     lm_app_sync_env(app);
@@ -96,8 +106,8 @@ int lm_app_set_precision(const char *cmd, const char *precision)
     lm_error err;
     lm_error_clear(&err);
     if (lm_precision_parse(&p, text, &err) != LM_OK) {
-        fprintf(stderr, "loom %s: %s%s.\n", cmd,
-                from_env ? "LOOM_PRECISION: " : "--precision: ", err.msg);
+        fprintf(stderr, "loom %s: %s: %s.\n", cmd,
+                from_env ? env_source("LOOM_PRECISION") : "--precision", err.msg);
         return LM_EXIT_USAGE;
     }
     lm_precision_set(p);
@@ -114,9 +124,13 @@ int lm_app_init(lm_app *app)
         return LM_EXIT_FAILED;
     }
     set_dir(app->models_dir, sizeof(app->models_dir), "LOOM_MODELS", "models");
-    set_dir(app->input_dir, sizeof(app->input_dir), NULL, "input");
-    set_dir(app->output_dir, sizeof(app->output_dir), NULL, "output");
-    set_dir(app->temp_dir, sizeof(app->temp_dir), NULL, "temp");
+    set_dir(app->input_dir, sizeof(app->input_dir), "LOOM_INPUT", "input");
+    set_dir(app->output_dir, sizeof(app->output_dir), "LOOM_OUTPUT", "output");
+    /* Previews go beside the output directory, as with --out; "temp" keeps the default's
+     * printed paths short. */
+    const char *out = getenv("LOOM_OUTPUT");
+    if (!out || !out[0] || !lm_path_join(app->temp_dir, sizeof(app->temp_dir), out, "../temp"))
+        set_dir(app->temp_dir, sizeof(app->temp_dir), NULL, "temp");
     app->env.trusted_paths = true; /* the command line is the user's own */
     lm_app_sync_env(app);
     return LM_EXIT_OK;

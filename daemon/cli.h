@@ -5,7 +5,7 @@
  * Exit codes (docs/cli.md):
  *   0   success
  *   1   a node failed while running (or, in a batch, at least one item failed)
- *   2   bad command line
+ *   2   bad command line or configuration file (daemon/config.h)
  *   3   the workflow is invalid (syntax or validation); nothing ran
  *   4   a file could not be read or written (workflow, batch file, output directory)
  *   130 interrupted (Ctrl-C) */
@@ -37,9 +37,16 @@ typedef struct {
     lm_backend *backend; /* set by lm_app_set_compute(); NULL (= the CPU) until then */
 } lm_app;
 
+/* The most CPU threads --threads, LOOM_THREADS or the configuration file may ask for (the
+ * CPU kernels keep per-thread scratch for this many: LM_CPU_MAX_THREADS in
+ * core/tensor/cpu/cpu.h, a backend-internal header). */
+#define LM_APP_MAX_THREADS 256
+
 /* Registers the built-in nodes and sets directories from the environment (LOOM_MODELS,
- * default ./models) and defaults (./input, ./output, ./output/../temp). Prints the error and
- * returns an exit code on failure. */
+ * LOOM_INPUT, LOOM_OUTPUT; the configuration file, daemon/config.h, exports them too when
+ * the environment does not set them) and defaults (./models, ./input, ./output, and
+ * <output>/../temp, which is ./temp by default). Prints the error and returns an exit code
+ * on failure. */
 int lm_app_init(lm_app *app);
 void lm_app_fini(lm_app *app);
 /* Re-derives env pointers after a directory changed (e.g. --out). */
@@ -47,7 +54,8 @@ void lm_app_sync_env(lm_app *app);
 /* Applies --device and --threads before anything computes. device NULL: $LOOM_DEVICE, else
  * "auto" (CUDA when it opens, else the CPU); threads NULL: $LOOM_THREADS, else the cores.
  * Sizes the default thread pool and sets app->backend (and env.backend). Prints the error
- * as "loom <cmd>: ..." and returns LM_EXIT_USAGE on a bad value or an unusable device. */
+ * as "loom <cmd>: ..." and returns LM_EXIT_USAGE on a bad value or an unusable device; a
+ * value that came from the configuration file is named by its file:line:col and key. */
 int lm_app_set_compute(lm_app *app, const char *cmd, const char *device, const char *threads);
 /* Applies --precision (f32 | bf16; NULL: $LOOM_PRECISION, else f32) to the CPU's products
  * (core/tensor/precision.h). Prints "loom <cmd>: ..." and returns LM_EXIT_USAGE on a bad

@@ -17,7 +17,8 @@ typedef struct {
 } validate_args;
 
 static const char usage[] = "usage: loom validate WORKFLOW [--strict] [--set name=value]... "
-                            "[--json] [--device NAME] [--threads N]\n";
+                            "[--json] [--device NAME] [--threads N] [--models DIR] "
+                            "[--config FILE]\n";
 
 static int parse_args(lm_app *app, int argc, char **argv, validate_args *a)
 {

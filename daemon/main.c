@@ -1,10 +1,18 @@
-/* daemon/main.c — the `loom` program: subcommand dispatch, --help and --version. */
+/* daemon/main.c — the `loom` program: subcommand dispatch, --help and --version.
+ *
+ * Before the commands that set up an lm_app (run, validate, nodes) the configuration file is
+ * loaded (daemon/config.h): `--config FILE` anywhere among the command's arguments is taken
+ * out of argv here, so no command parses it, and the file's values are exported into the
+ * environment before lm_app_init or anything else reads it. `tensors` and `golden` read no
+ * configuration. */
 #include "core/base/lm.h"
 #include "daemon/cli.h"
 #include "daemon/cmd_golden.h"
 #include "daemon/cmd_nodes.h"
 #include "daemon/cmd_tensors.h"
+#include "daemon/config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,11 +34,58 @@ static const char help[] =
     "options:\n"
     "  -h, --help         this help\n"
     "  -V, --version      the version\n"
+    "  --config FILE      for run, validate and nodes (anywhere after the command): a YAML file\n"
+    "                     of defaults (models, output, device, threads, ...); default\n"
+    "                     $LOOM_CONFIG, else loom/config.yaml in $XDG_CONFIG_HOME or\n"
+    "                     ~/.config if it is there; empty: none. Flags beat the environment,\n"
+    "                     which beats the file\n"
     "\n"
-    "exit codes: 0 ok, 1 a node failed, 2 bad command line, 3 invalid workflow,\n"
-    "            4 file not readable or writable, 130 interrupted\n"
+    "exit codes: 0 ok, 1 a node failed, 2 bad command line or configuration file,\n"
+    "            3 invalid workflow, 4 file not readable or writable, 130 interrupted\n"
     "\n"
     "docs: docs/quickstart.md, docs/workflows.md, docs/cli.md, docs/nodes.md\n";
+
+/* Takes every "--config FILE" out of argv[2..] (the last one wins; *path stays NULL without
+ * one). Returns false when --config ends the line without a FILE. */
+static bool take_config_opt(int *argc, char **argv, const char **path)
+{
+    int kept = 2;
+    for (int i = 2; i < *argc; i++) {
+        if (strcmp(argv[i], "--config") != 0) {
+            argv[kept++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= *argc)
+            return false;
+        *path = argv[++i];
+    }
+    *argc = kept;
+    argv[kept] = NULL;
+    return true;
+}
+
+/* Finds and loads the configuration file; prints the error and returns an exit code. */
+static int load_config(const char *cmd, int *argc, char **argv)
+{
+    const char *cli_path = NULL, *source = NULL;
+    if (!take_config_opt(argc, argv, &cli_path)) {
+        fprintf(stderr, "loom %s: --config needs a FILE; run loom --help for the options.\n", cmd);
+        return LM_EXIT_USAGE;
+    }
+    char path[PATH_MAX];
+    lm_error err;
+    lm_error_clear(&err);
+    lm_status st = lm_config_find(path, sizeof(path), cli_path, &source, &err);
+    if (st == LM_OK && path[0])
+        st = lm_config_load(path, &err);
+    if (st == LM_OK)
+        return LM_EXIT_OK;
+    if (source && !err.hint[0] && (st == LM_ENOTFOUND || st == LM_EIO))
+        lm_error_hint(&err, "%s names it; give an existing file, or an empty value for none",
+                      source);
+    lm_cli_print_error(&err);
+    return LM_EXIT_USAGE;
+}
 
 int main(int argc, char **argv)
 {
@@ -48,8 +103,13 @@ int main(int argc, char **argv)
         return lm_cmd_tensors(argc - 1, argv + 1);
     if (strcmp(cmd, "golden") == 0)
         return lm_cmd_golden(argc - 1, argv + 1);
+    bool takes_config =
+        strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0 || strcmp(cmd, "nodes") == 0;
+    int code = takes_config ? load_config(cmd, &argc, argv) : LM_EXIT_OK;
+    if (code != LM_EXIT_OK)
+        return code;
     lm_app app;
-    int code = lm_app_init(&app);
+    code = lm_app_init(&app);
     if (code != LM_EXIT_OK)
         return code;
     if (strcmp(cmd, "run") == 0)
