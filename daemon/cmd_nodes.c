@@ -23,7 +23,7 @@
 
 #define WIDTH 100 /* columns of the text output */
 
-static const char usage[] = "usage: loom nodes [--json | --markdown] [NAME]\n";
+static const char usage[] = "usage: loom nodes [--json | --markdown] [--config FILE] [NAME]\n";
 
 /* ---- shared descriptions of inputs ---- */
 
