@@ -57,6 +57,37 @@ lm_status lm_workflow__build(const lm_doc *root, const char *name, lm_graph_form
     return lm_workflow__build_loom(root, name, format, out, err);
 }
 
+/* lm_workflow__read_yaml or lm_workflow__read_json. */
+typedef lm_status (*doc_reader)(lm_doc_ctx *ctx, const char *text, size_t len, lm_doc **out,
+                                lm_error *err);
+
+/* Text → tree with one of the readers, then tree → graph. */
+static lm_status parse_with(doc_reader read, lm_graph_format format, const char *text, size_t len,
+                            const char *name, lm_graph **out, lm_error *err)
+{
+    *out = NULL;
+    lm_doc_ctx ctx = { name ? name : "<workflow>", 0 };
+    lm_doc *root = NULL;
+    lm_status st = read(&ctx, text, len, &root, err);
+    if (st != LM_OK)
+        return st;
+    st = lm_workflow__build(root, ctx.name, format, out, err);
+    lm_workflow__doc_free(root);
+    return st;
+}
+
+lm_status lm_workflow_parse_yaml(const char *text, size_t len, const char *name, lm_graph **out,
+                                 lm_error *err)
+{
+    return parse_with(lm_workflow__read_yaml, LM_FORMAT_LOOM_YAML, text, len, name, out, err);
+}
+
+lm_status lm_workflow_parse_json(const char *text, size_t len, const char *name, lm_graph **out,
+                                 lm_error *err)
+{
+    return parse_with(lm_workflow__read_json, LM_FORMAT_LOOM_JSON, text, len, name, out, err);
+}
+
 static const char *skip_space(const char *p, const char *end)
 {
     if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)

@@ -474,17 +474,3 @@ lm_status lm_workflow__read_yaml(lm_doc_ctx *ctx, const char *text, size_t len, 
     *out = r.root;
     return LM_OK;
 }
-
-lm_status lm_workflow_parse_yaml(const char *text, size_t len, const char *name, lm_graph **out,
-                                 lm_error *err)
-{
-    *out = NULL;
-    lm_doc_ctx ctx = { name ? name : "<workflow>", 0 };
-    lm_doc *root = NULL;
-    lm_status st = lm_workflow__read_yaml(&ctx, text, len, &root, err);
-    if (st != LM_OK)
-        return st;
-    st = lm_workflow__build(root, ctx.name, LM_FORMAT_LOOM_YAML, out, err);
-    lm_workflow__doc_free(root);
-    return st;
-}

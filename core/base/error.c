@@ -31,16 +31,25 @@ void lm_error_clear(lm_error *err)
         memset(err, 0, sizeof(*err));
 }
 
+/* Clears err and sets its code, kind and message: what lm_errorf and lm_diag_addf write. */
+static void error_set(lm_error *err, lm_status code, const char *kind, const char *fmt, va_list ap)
+    LM_PRINTF(4, 0);
+
+static void error_set(lm_error *err, lm_status code, const char *kind, const char *fmt, va_list ap)
+{
+    memset(err, 0, sizeof(*err));
+    err->code = code;
+    copy_str(err->kind, sizeof(err->kind), kind);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+}
+
 lm_status lm_errorf(lm_error *err, lm_status code, const char *kind, const char *fmt, ...)
 {
     if (!err)
         return code;
-    memset(err, 0, sizeof(*err));
-    err->code = code;
-    copy_str(err->kind, sizeof(err->kind), kind);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    error_set(err, code, kind, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -190,12 +199,9 @@ lm_error *lm_diag_addf(lm_diag *diag, lm_status code, const char *kind, const ch
     lm_error *slot = diag_slot(diag);
     if (!slot)
         return NULL;
-    memset(slot, 0, sizeof(*slot));
-    slot->code = code;
-    copy_str(slot->kind, sizeof(slot->kind), kind);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(slot->msg, sizeof(slot->msg), fmt, ap);
+    error_set(slot, code, kind, fmt, ap);
     va_end(ap);
     return slot;
 }

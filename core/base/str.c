@@ -1,4 +1,4 @@
-/* core/base/str.c — growable strings, confinement checks, whole-file reads. */
+/* core/base/str.c — growable strings, byte sizes, confinement checks, whole-file reads. */
 #include "core/base/str.h"
 
 #include "core/base/alloc.h"
@@ -6,7 +6,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -165,6 +167,25 @@ size_t lm_str_edit_distance(const char *a, const char *b, size_t cap)
         }
     }
     return row[lb] < cap ? row[lb] : cap;
+}
+
+bool lm_parse_bytes(const char *text, size_t *out)
+{
+    if (!text || !text[0])
+        return false;
+    char *end = NULL;
+    double n = strtod(text, &end);
+    if (end == text || !(n >= 0) || (*end && !strchr("KkMmGg", *end)))
+        return false;
+    double unit = *end == 'K' || *end == 'k'   ? 1024.0
+                  : *end == 'M' || *end == 'm' ? 1048576.0
+                  : *end == 'G' || *end == 'g' ? 1073741824.0
+                                               : 1.0;
+    double bytes = n * unit;
+    if (!(bytes < (double)SIZE_MAX)) /* infinity too */
+        return false;
+    *out = (size_t)bytes;
+    return true;
 }
 
 bool lm_path_join(char *out, size_t size, const char *dir, const char *name)

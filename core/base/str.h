@@ -1,4 +1,4 @@
-/* core/base/str.h — growable strings and path helpers.
+/* core/base/str.h — growable strings, small parsers and path helpers.
  * lm_str owns its buffer (always NUL-terminated once anything was appended); a failed
  * append sets `oom` and leaves the string as it was, so callers may append many times and
  * check once. lm_path_* helpers confine user-supplied names to a directory. */
@@ -34,6 +34,11 @@ bool lm_strlcpy(char *dst, const char *src, size_t size);
 bool lm_str_ends_with(const char *s, const char *suffix);
 /* Levenshtein distance, capped at `cap` (returns cap when larger). ASCII, case-insensitive. */
 size_t lm_str_edit_distance(const char *a, const char *b, size_t cap);
+/* A byte size such as "4096", "16M" or "1.5G": a number >= 0 (as strtod reads it), then
+ * optionally K, M or G (either case; 1024-based). What follows the unit letter is not read,
+ * so "16MB" is 16M. False, *out untouched, for NULL, "", no number, a negative or NaN one,
+ * another letter after it, or a size past SIZE_MAX. */
+bool lm_parse_bytes(const char *text, size_t *out);
 
 /* Joins dir and name with one '/'. Returns false when the result does not fit. */
 bool lm_path_join(char *out, size_t size, const char *dir, const char *name);

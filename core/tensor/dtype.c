@@ -18,44 +18,30 @@
 #define HAVE_X86_DISPATCH 0
 #endif
 
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    return u;
-}
-
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
-}
-
 float lm_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
     if (exp == 0x1f) /* infinity or NaN */
-        return bits_f32(sign | 0x7f800000u | (man << 13));
+        return lm_f32_from_bits(sign | 0x7f800000u | (man << 13));
     if (exp == 0) { /* zero or subnormal: man * 2^-24 */
         float v = (float)man * 0x1p-24f;
         return sign ? -v : v;
     }
-    return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+    return lm_f32_from_bits(sign | ((exp + 112) << 23) | (man << 13));
 }
 
 uint16_t lm_f32_to_f16(float f)
 {
-    uint32_t u = f32_bits(f);
+    uint32_t u = lm_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) /* NaN: keep it quiet */
         return (uint16_t)(sign | 0x7e00 | ((a >> 13) & 0x3ff));
     if (a >= 0x477ff000u) /* rounds to >= 65536: infinity */
         return (uint16_t)(sign | 0x7c00);
-    if (a < 0x38800000u) {               /* below 2^-14: subnormal half; scale so one ulp is 1 */
-        float v = bits_f32(a) * 0x1p24f; /* exact: power-of-two scaling */
+    if (a < 0x38800000u) { /* below 2^-14: subnormal half; scale so one ulp is 1 */
+        float v = lm_f32_from_bits(a) * 0x1p24f; /* exact: power-of-two scaling */
         return (uint16_t)(sign | (uint16_t)nearbyintf(v));
     }
     uint32_t man = a & 0x7fffffu, exp = (a >> 23) - 112;
@@ -67,12 +53,12 @@ uint16_t lm_f32_to_f16(float f)
 
 float lm_bf16_to_f32(uint16_t h)
 {
-    return bits_f32((uint32_t)h << 16);
+    return lm_f32_from_bits((uint32_t)h << 16);
 }
 
 uint16_t lm_f32_to_bf16(float f)
 {
-    uint32_t u = f32_bits(f);
+    uint32_t u = lm_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1);
@@ -94,13 +80,13 @@ float lm_f8e4m3_to_f32(uint8_t v)
 
 uint8_t lm_f32_to_f8e4m3(float f)
 {
-    uint32_t u = f32_bits(f);
+    uint32_t u = lm_f32_bits(f);
     uint8_t sign = (uint8_t)((u >> 24) & 0x80);
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u)
         return 0x7f;
     if (a < 0x3c800000u) { /* below 2^-6: subnormal; one ulp is 2^-9 */
-        float v = bits_f32(a) * 512.0f;
+        float v = lm_f32_from_bits(a) * 512.0f;
         return (uint8_t)(sign | (uint8_t)nearbyintf(v)); /* 8 becomes the min normal 0x08 */
     }
     if (a >= 0x43e00000u) /* >= 448 (infinity included): saturate */

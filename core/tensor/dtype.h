@@ -15,6 +15,23 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* The bits of an f32, and the f32 of some bits (no aliasing: memcpy, which compiles to a
+ * move). */
+static inline uint32_t lm_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    return u;
+}
+
+static inline float lm_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
 
 float lm_f16_to_f32(uint16_t h);
 uint16_t lm_f32_to_f16(float f);

@@ -9,10 +9,10 @@
 #include "core/tensor/rng.h"
 
 #include "core/base/alloc.h"
+#include "core/tensor/dtype.h"
 
 #include <math.h>
 #include <stdbool.h>
-#include <string.h>
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -91,27 +91,13 @@ static double uniform_f64(lm_rng *rng)
 
 /* ---- avx_mathfun.h's Cephes polynomials, one lane at a time ---- */
 
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
-}
-
 /* log256_ps for x in [2^-24, 1] (the only inputs Box-Muller gives it). */
 static float cephes_logf(float x)
 {
-    uint32_t bits = f2u(x);
+    uint32_t bits = lm_f32_bits(x);
     float e = (float)((int32_t)(bits >> 23) - 127);
     e = e + 1.0f;
-    x = u2f((bits & ~0x7f800000u) | 0x3f000000u); /* mantissa in [0.5, 1) */
+    x = lm_f32_from_bits((bits & ~0x7f800000u) | 0x3f000000u); /* mantissa in [0.5, 1) */
     float tmp = x < 0.707106781186547524f ? x : 0.0f;
     x = x - 1.0f;
     if (tmp != 0.0f)
@@ -155,8 +141,8 @@ static void cephes_sincosf(float x, float *s, float *c)
     ys = fmaf(ys, z, -1.6666654611E-1f);
     ys = ys * z;
     ys = fmaf(ys, x, x);
-    *s = u2f(f2u(low_poly ? ys : yc) ^ sign_sin);
-    *c = u2f(f2u(low_poly ? yc : ys) ^ sign_cos);
+    *s = lm_f32_from_bits(lm_f32_bits(low_poly ? ys : yc) ^ sign_sin);
+    *c = lm_f32_from_bits(lm_f32_bits(low_poly ? yc : ys) ^ sign_cos);
 }
 
 /* normal_fill_16_AVX2 with mean 0, std 1: d[0..8) and d[8..16) hold uniforms. */

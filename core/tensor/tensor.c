@@ -285,14 +285,27 @@ lm_status lm_tensor_view_permute(lm_tensor **out, const lm_tensor *t, const int 
     return LM_OK;
 }
 
+/* Writes "[a, b, …]" into buf; returns the length written, or more when it did not fit. */
+static size_t shape_text(const int64_t *shape, int ndim, char *buf, size_t size)
+{
+    size_t at = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < ndim && at < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (at < size)
+        at += (size_t)snprintf(buf + at, size - at, "]");
+    return at;
+}
+
 void lm_tensor_describe(const lm_tensor *t, char *buf, size_t size)
 {
-    size_t at = 0;
-    at += (size_t)snprintf(buf + at, size - at, "[");
-    for (int d = 0; d < t->ndim && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    size_t at = shape_text(t->shape, t->ndim, buf, size);
     if (at < size)
-        snprintf(buf + at, size - at, "] %s", lm_dtype_name(t->dtype));
+        snprintf(buf + at, size - at, " %s", lm_dtype_name(t->dtype));
+}
+
+void lm_tensor_describe_shape(const int64_t *shape, int ndim, char *buf, size_t size)
+{
+    shape_text(shape, ndim, buf, size);
 }
 
 /* ---- copies ---- */

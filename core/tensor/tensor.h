@@ -143,5 +143,7 @@ lm_status lm_tensor_view_permute(lm_tensor **out, const lm_tensor *t, const int 
 
 /* "[1, 16, 128, 128] f32" into buf; for error messages and logs. */
 void lm_tensor_describe(const lm_tensor *t, char *buf, size_t size);
+/* "[1, 16, 128, 128]": ndim sizes into buf, the same without a tensor. */
+void lm_tensor_describe_shape(const int64_t *shape, int ndim, char *buf, size_t size);
 
 #endif

@@ -222,34 +222,13 @@ size_t lm_clip_device_bytes(const lm_clip *clip)
 
 /* ---- one chunk ---- */
 
-/* ids as an I32 [1, n] tensor on the weights' backend, each checked against the vocab. */
-static lm_status ids_tensor(const lm_clip *c, const int32_t *ids, size_t n, lm_tensor **out,
-                            lm_error *err)
-{
-    *out = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= c->cfg.vocab)
-            return lm_errorf(err, LM_ERANGE, "bad_token_id",
-                             "%s: token id %d at position %zu is outside the vocabulary "
-                             "[0, %d)",
-                             kind_name(c), (int)ids[i], i, c->cfg.vocab);
-    int64_t shape[2] = { 1, (int64_t)n };
-    lm_tensor *host = NULL;
-    lm_status st = lm_tensor_new(&host, lm_backend_cpu(), LM_DTYPE_I32, 2, shape, err);
-    if (st != LM_OK)
-        return st;
-    memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    st = lm_tensor_move(&host, c->be, err);
-    *out = host;
-    return st;
-}
-
 /* token_embedding[ids] + position_embedding[:n] (HF CLIPTextEmbeddings). */
 static lm_status embed(const lm_clip *c, const int32_t *ids, size_t n, lm_tensor **out,
                        lm_error *err)
 {
     lm_tensor *idt = NULL, *tok = NULL, *pos = NULL;
-    lm_status st = ids_tensor(c, ids, n, &idt, err); // [1, T]
+    lm_status st = lm_sd3_token_ids_tensor(&idt, ids, n, c->cfg.vocab, kind_name(c), c->be,
+                                           err); // [1, T]
     if (st == LM_OK)
         st = lm_embedding(&tok, c->tok_emb, idt, err); // [1, T, W]
     if (st == LM_OK)
@@ -434,14 +413,6 @@ void lm_clip_hidden_fini(lm_clip_hidden *h)
 
 /* ---- SD3's prompt encoding ---- */
 
-static bool any_weighted(const double *weights, size_t n)
-{
-    for (size_t i = 0; weights && i < n; i++)
-        if (weights[i] != 1.0)
-            return true;
-    return false;
-}
-
 /* The empty prompt's chunk: [BOS, EOS, pad, …] (ComfyUI's gen_empty_tokens). */
 static lm_status empty_chunk(const lm_clip *c, int32_t **out, lm_error *err)
 {
@@ -557,7 +528,7 @@ lm_status lm_clip_encode(const lm_clip *clip, const int32_t *ids, size_t n_token
         return lm_errorf(err, LM_EINVAL, "bad_token_count",
                          "%s: %zu token ids are not whole chunks of %zu", kind_name(clip), n_tokens,
                          chunk);
-    bool weighted = any_weighted(weights, n_tokens);
+    bool weighted = lm_sd3_token_weights_any(weights, n_tokens);
     int32_t *empty = NULL;
     lm_clip_hidden eh = { 0 };
     lm_status st = LM_OK;

@@ -1,5 +1,5 @@
 /* nodes/sd3/conditioner.c — SD3's context and pooled vector from its three text encoders,
- * and ComfyUI's per-token prompt weights.
+ * ComfyUI's per-token prompt weights, and the encoders' ids tensor.
  *
  * Design: each encoder runs on its own ids (CLIP-L and CLIP-G in 77-token chunks, T5 at
  * any length); the CLIP rows are built by copying the two penultimate states side by side
@@ -115,6 +115,36 @@ lm_status lm_sd3_token_weights_apply(lm_tensor **out, const lm_tensor *z, const 
     lm_tensor_free(diff);
     lm_tensor_free(scaled);
     lm_tensor_free(interp);
+    return st;
+}
+
+bool lm_sd3_token_weights_any(const double *weights, size_t n)
+{
+    for (size_t i = 0; weights && i < n; i++)
+        if (weights[i] != 1.0)
+            return true;
+    return false;
+}
+
+/* ---- token ids ---- */
+
+lm_status lm_sd3_token_ids_tensor(lm_tensor **out, const int32_t *ids, size_t n, int vocab,
+                                  const char *model, lm_backend *be, lm_error *err)
+{
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return lm_errorf(err, LM_ERANGE, "bad_token_id",
+                             "%s: token id %d at position %zu is outside the vocabulary [0, %d)",
+                             model, (int)ids[i], i, vocab);
+    int64_t shape[2] = { 1, (int64_t)n };
+    lm_tensor *host = NULL;
+    lm_status st = lm_tensor_new(&host, lm_backend_cpu(), LM_DTYPE_I32, 2, shape, err); // [1, T]
+    if (st != LM_OK)
+        return st;
+    memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
+    st = lm_tensor_move(&host, be, err);
+    *out = host;
     return st;
 }
 

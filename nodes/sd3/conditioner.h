@@ -1,5 +1,6 @@
 /* nodes/sd3/conditioner.h — SD3's conditioning: the MMDiT's context and pooled vector y
- * from the CLIP-L, CLIP-G and T5 encodings of one prompt, and ComfyUI's prompt weights.
+ * from the CLIP-L, CLIP-G and T5 encodings of one prompt, ComfyUI's prompt weights, and the
+ * token ids' way into an encoder.
  *
  *   context = cat([pad(cat([clipL_penult, clipG_penult], -1), to D with zeros), t5], dim 1)
  *           -> [1, 77*chunks + T5 tokens, D]
@@ -76,5 +77,14 @@ lm_status lm_sd3_condition(const lm_clip *clip_l, const lm_clip *clip_g, const l
  * (host memory). out is new [1, T, C] on that backend (the encoders call this on theirs). */
 lm_status lm_sd3_token_weights_apply(lm_tensor **out, const lm_tensor *z, const lm_tensor *z_empty,
                                      const double *weights, lm_error *err);
+/* Whether any of n weights is not exactly 1.0 (NULL: none is), i.e. whether an encoder
+ * needs the empty prompt's encoding for lm_sd3_token_weights_apply. */
+bool lm_sd3_token_weights_any(const double *weights, size_t n);
+
+/* n ids as a new I32 [1, n] tensor on be (the encoders' input), each checked against the
+ * vocabulary first: LM_ERANGE "<model>: token id 49408 at position 3 is outside the
+ * vocabulary [0, 49408)" (`model` names the encoder: "CLIP-L", "T5-XXL"). */
+lm_status lm_sd3_token_ids_tensor(lm_tensor **out, const int32_t *ids, size_t n, int vocab,
+                                  const char *model, lm_backend *be, lm_error *err);
 
 #endif

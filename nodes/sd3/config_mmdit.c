@@ -18,21 +18,6 @@
 
 #define HEAD_DIM 64
 
-/* The shape of a tensor that must exist with the given rank; the error names it and the
- * file otherwise. */
-static lm_status shape_of(const lm_sd3_weights *w, const char *name, int ndim, int64_t *shape,
-                          lm_error *err)
-{
-    lm_tensor *t = NULL;
-    lm_status st = lm_sd3_weights_get(w, name, ndim, NULL, &t, err);
-    if (st != LM_OK)
-        return st;
-    for (int d = 0; d < ndim; d++)
-        shape[d] = t->shape[d];
-    lm_tensor_free(t);
-    return LM_OK;
-}
-
 static bool has(const lm_sd3_weights *w, const char *fmt, int i)
 {
     char name[160];
@@ -47,13 +32,8 @@ static bool has(const lm_sd3_weights *w, const char *fmt, int i)
 static lm_status config_error(lm_error *err, const lm_sd3_weights *w, const char *name,
                               const int64_t *shape, int ndim, const char *want)
 {
-    char have[96] = "[";
-    size_t at = 1;
-    for (int d = 0; d < ndim && at < sizeof(have); d++)
-        at += (size_t)snprintf(have + at, sizeof(have) - at, d ? ", %lld" : "%lld",
-                               (long long)shape[d]);
-    if (at < sizeof(have))
-        snprintf(have + at, sizeof(have) - at, "]");
+    char have[96];
+    lm_tensor_describe_shape(shape, ndim, have, sizeof(have));
     char stored[256] = "";
     if (!lm_sd3_weights_stored_name(w, name, stored, sizeof(stored)))
         lm_strlcpy(stored, name, sizeof(stored));
@@ -67,7 +47,7 @@ static lm_status config_error(lm_error *err, const lm_sd3_weights *w, const char
 static lm_status infer_patch_embed(lm_mmdit_config *cfg, const lm_sd3_weights *w, lm_error *err)
 {
     int64_t s[4];
-    lm_status st = shape_of(w, "x_embedder.proj.weight", 4, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, "x_embedder.proj.weight", 4, s, err);
     if (st != LM_OK)
         return st;
     if (s[2] != s[3] || s[2] < 1 || s[2] > 16 || s[1] < 1 || s[0] < 1 || s[0] > (1 << 20))
@@ -81,7 +61,7 @@ static lm_status infer_patch_embed(lm_mmdit_config *cfg, const lm_sd3_weights *w
     cfg->patch = (int)s[2];
     cfg->head_dim = HEAD_DIM;
     cfg->heads = cfg->hidden / HEAD_DIM;
-    st = shape_of(w, "pos_embed", 3, s, err);
+    st = lm_sd3_weights_get_shape(w, "pos_embed", 3, s, err);
     if (st != LM_OK)
         return st;
     int64_t p = (int64_t)llround(sqrt((double)s[1]));
@@ -94,22 +74,22 @@ static lm_status infer_patch_embed(lm_mmdit_config *cfg, const lm_sd3_weights *w
 static lm_status infer_inputs(lm_mmdit_config *cfg, const lm_sd3_weights *w, lm_error *err)
 {
     int64_t s[2];
-    lm_status st = shape_of(w, "y_embedder.mlp.0.weight", 2, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, "y_embedder.mlp.0.weight", 2, s, err);
     if (st == LM_OK)
         cfg->adm_in = (int)s[1];
     if (st == LM_OK)
-        st = shape_of(w, "context_embedder.weight", 2, s, err);
+        st = lm_sd3_weights_get_shape(w, "context_embedder.weight", 2, s, err);
     if (st == LM_OK)
         cfg->context_in = (int)s[1];
     if (st == LM_OK)
-        st = shape_of(w, "t_embedder.mlp.0.weight", 2, s, err);
+        st = lm_sd3_weights_get_shape(w, "t_embedder.mlp.0.weight", 2, s, err);
     if (st == LM_OK && (s[1] < 2 || s[1] % 2 != 0))
         return config_error(err, w, "t_embedder.mlp.0.weight", s, 2,
                             "an even number of timestep features is expected");
     if (st == LM_OK)
         cfg->freq_dim = (int)s[1];
     if (st == LM_OK)
-        st = shape_of(w, "final_layer.linear.weight", 2, s, err);
+        st = lm_sd3_weights_get_shape(w, "final_layer.linear.weight", 2, s, err);
     if (st != LM_OK)
         return st;
     int64_t pp = (int64_t)cfg->patch * cfg->patch;
@@ -124,7 +104,7 @@ static lm_status infer_blocks(lm_mmdit_config *cfg, const lm_sd3_weights *w, lm_
 {
     int64_t s[2];
     cfg->depth = lm_sd3_weights_count(w, "joint_blocks.%d.x_block.attn.qkv.weight");
-    lm_status st = shape_of(w, "joint_blocks.0.x_block.mlp.fc1.weight", 2, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, "joint_blocks.0.x_block.mlp.fc1.weight", 2, s, err);
     if (st != LM_OK)
         return st; /* also the error for a file without joint blocks */
     if (cfg->depth > LM_MMDIT_MAX_DEPTH)

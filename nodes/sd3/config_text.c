@@ -26,21 +26,6 @@
 #define CONFIG_MAX_WIDTH  (1 << 20)
 #define CONFIG_MAX_LAYERS 4096
 
-/* The shape of a tensor that must exist with the given rank; the error names it and the
- * file otherwise. */
-static lm_status shape_of(const lm_sd3_weights *w, const char *name, int ndim, int64_t *shape,
-                          lm_error *err)
-{
-    lm_tensor *t = NULL;
-    lm_status st = lm_sd3_weights_get(w, name, ndim, NULL, &t, err);
-    if (st != LM_OK)
-        return st;
-    for (int d = 0; d < ndim; d++)
-        shape[d] = t->shape[d];
-    lm_tensor_free(t);
-    return LM_OK;
-}
-
 /* Values that each look fine alone but do not fit together (or fit no model). */
 static lm_status config_error(lm_error *err, const lm_sd3_weights *w, const char *msg)
 {
@@ -124,7 +109,7 @@ static lm_status clip_projection(lm_clip_config *cfg, const lm_sd3_weights *w, l
     cfg->proj_dim = 0;
     if (cfg->kind == LM_CLIP_KIND_L && !lm_sd3_weights_has(w, "text_projection.weight"))
         return LM_OK; /* SD3 never uses CLIP-L's projection */
-    lm_status st = shape_of(w, "text_projection.weight", 2, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, "text_projection.weight", 2, s, err);
     if (st != LM_OK)
         return st;
     if (!sane_dim(s[0]))
@@ -143,11 +128,12 @@ lm_status lm_clip_config_infer(lm_clip_config *cfg, const lm_sd3_weights *w, lm_
         refuse_scaled_fp8(w, "text_model.encoder.layers.0.self_attn.q_proj.scale_weight", err);
     if (st != LM_OK)
         return st;
-    st = shape_of(w, "text_model.embeddings.token_embedding.weight", 2, tok, err);
+    st = lm_sd3_weights_get_shape(w, "text_model.embeddings.token_embedding.weight", 2, tok, err);
     if (st == LM_OK)
-        st = shape_of(w, "text_model.embeddings.position_embedding.weight", 2, pos, err);
+        st = lm_sd3_weights_get_shape(w, "text_model.embeddings.position_embedding.weight", 2, pos,
+                                      err);
     if (st == LM_OK)
-        st = shape_of(w, "text_model.encoder.layers.0.mlp.fc1.weight", 2, fc1, err);
+        st = lm_sd3_weights_get_shape(w, "text_model.encoder.layers.0.mlp.fc1.weight", 2, fc1, err);
     if (st != LM_OK)
         return st;
     if (!sane_dim(tok[0]) || !sane_dim(tok[1]) || !sane_dim(pos[0]) || !sane_dim(fc1[0]))
@@ -195,7 +181,8 @@ static lm_status t5_mlp(lm_t5_config *cfg, const lm_sd3_weights *w, lm_error *er
         lm_error_at_file(err, lm_safetensors_path(w->st), 0, 0);
         return LM_EUNSUPPORTED;
     }
-    lm_status st = shape_of(w, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight", 2, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+                                            2, s, err);
     if (st != LM_OK)
         return st;
     if (!sane_dim(s[0]))
@@ -210,11 +197,11 @@ lm_status lm_t5_config_infer(lm_t5_config *cfg, const lm_sd3_weights *w, lm_erro
     int64_t sh[2], rel[2], q[2];
     lm_status st = refuse_scaled_fp8(w, T5_ATTN "q.scale_weight", err);
     if (st == LM_OK)
-        st = shape_of(w, "shared.weight", 2, sh, err);
+        st = lm_sd3_weights_get_shape(w, "shared.weight", 2, sh, err);
     if (st == LM_OK)
-        st = shape_of(w, T5_ATTN "relative_attention_bias.weight", 2, rel, err);
+        st = lm_sd3_weights_get_shape(w, T5_ATTN "relative_attention_bias.weight", 2, rel, err);
     if (st == LM_OK)
-        st = shape_of(w, T5_ATTN "q.weight", 2, q, err);
+        st = lm_sd3_weights_get_shape(w, T5_ATTN "q.weight", 2, q, err);
     if (st != LM_OK)
         return st;
     if (!sane_dim(sh[0]) || !sane_dim(sh[1]) || !sane_dim(rel[0]) || !sane_dim(rel[1]) ||

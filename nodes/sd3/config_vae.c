@@ -11,20 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Shape of a rank-`ndim` tensor; errors (missing, wrong rank) name it and the file. */
-static lm_status read_shape(const lm_sd3_weights *w, const char *name, int ndim, int64_t shape[8],
-                            lm_error *err)
-{
-    lm_tensor *t = NULL;
-    lm_status st = lm_sd3_weights_get(w, name, ndim, NULL, &t, err);
-    if (st != LM_OK)
-        return st;
-    for (int d = 0; d < ndim; d++)
-        shape[d] = t->shape[d];
-    lm_tensor_free(t);
-    return LM_OK;
-}
-
 static bool has(const lm_sd3_weights *w, const char *fmt, int i, int j)
 {
     char name[160];
@@ -67,7 +53,7 @@ static lm_status infer_levels(lm_vae_half *h, const lm_sd3_weights *w, const cha
         int64_t s[8];
         char name[128];
         snprintf(name, sizeof(name), "%s.%s.%d.block.0.conv1.weight", side, dir, i);
-        lm_status st = read_shape(w, name, 4, s, err);
+        lm_status st = lm_sd3_weights_get_shape(w, name, 4, s, err);
         if (st != LM_OK)
             return st;
         h->width[i] = (int)s[0];
@@ -87,19 +73,19 @@ static lm_status infer_ends(lm_vae_half *h, const lm_sd3_weights *w, const char 
     int64_t s[8];
     char name[96];
     snprintf(name, sizeof(name), "%s.conv_in.weight", side);
-    lm_status st = read_shape(w, name, 4, s, err);
+    lm_status st = lm_sd3_weights_get_shape(w, name, 4, s, err);
     if (st != LM_OK)
         return st;
     h->in_channels = (int)s[1];
     h->stem_width = (int)s[0];
     snprintf(name, sizeof(name), "%s.mid.block_1.conv1.weight", side);
-    if ((st = read_shape(w, name, 4, s, err)) != LM_OK)
+    if ((st = lm_sd3_weights_get_shape(w, name, 4, s, err)) != LM_OK)
         return st;
     h->mid_width = (int)s[0];
     snprintf(name, sizeof(name), "%s.mid.attn_1.q.weight", side);
     h->mid_attn = lm_sd3_weights_has(w, name);
     snprintf(name, sizeof(name), "%s.conv_out.weight", side);
-    if ((st = read_shape(w, name, 4, s, err)) != LM_OK)
+    if ((st = lm_sd3_weights_get_shape(w, name, 4, s, err)) != LM_OK)
         return st;
     h->out_channels = (int)s[0];
     return LM_OK;

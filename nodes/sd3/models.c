@@ -227,16 +227,8 @@ static lm_status component_weights(const file_entry *f, lm_sd3_part_kind kind,
  * or malformed. */
 static size_t env_bytes(const char *name, size_t dflt)
 {
-    const char *v = getenv(name);
-    char *end = NULL;
-    double n = v && v[0] ? strtod(v, &end) : -1;
-    if (n < 0 || !end || (*end && !strchr("KkMmGg", *end)))
-        return dflt;
-    double unit = *end == 'K' || *end == 'k'   ? 1024.0
-                  : *end == 'M' || *end == 'm' ? 1048576.0
-                  : *end == 'G' || *end == 'g' ? 1073741824.0
-                                               : 1.0;
-    return (size_t)(n * unit);
+    size_t bytes = 0;
+    return lm_parse_bytes(getenv(name), &bytes) ? bytes : dflt;
 }
 
 /* The bytes a component's weights take in their stored dtype (what a device copy holds):

@@ -25,7 +25,6 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 
 #define T5_EMPTY_LEN 77 /* ComfyUI pads T5 prompts to at least this */
 
@@ -233,22 +232,12 @@ static lm_status embed(const lm_t5 *t5, const int32_t *ids, size_t n, lm_tensor 
                        lm_error *err)
 {
     *out = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= t5->cfg.vocab)
-            return lm_errorf(err, LM_ERANGE, "bad_token_id",
-                             "T5-XXL: token id %d at position %zu is outside the vocabulary "
-                             "[0, %d)",
-                             (int)ids[i], i, t5->cfg.vocab);
-    int64_t shape[2] = { 1, (int64_t)n };
-    lm_tensor *host = NULL;
-    lm_status st = lm_tensor_new(&host, lm_backend_cpu(), LM_DTYPE_I32, 2, shape, err);
-    if (st != LM_OK)
-        return st;
-    memcpy(lm_tensor_data(host), ids, n * sizeof(int32_t));
-    st = lm_tensor_move(&host, t5->be, err);
+    lm_tensor *idt = NULL;
+    lm_status st = lm_sd3_token_ids_tensor(&idt, ids, n, t5->cfg.vocab, "T5-XXL", t5->be,
+                                           err); // [1, T]
     if (st == LM_OK)
-        st = lm_embedding(out, t5->shared, host, err); // [1, T, D]
-    lm_tensor_free(host);
+        st = lm_embedding(out, t5->shared, idt, err); // [1, T, D]
+    lm_tensor_free(idt);
     return st;
 }
 
@@ -351,20 +340,12 @@ static int32_t *empty_ids(size_t n)
     return ids;
 }
 
-static bool any_weighted(const double *weights, size_t n)
-{
-    for (size_t i = 0; weights && i < n; i++)
-        if (weights[i] != 1.0)
-            return true;
-    return false;
-}
-
 /* lm_t5_encode on the model's backend. */
 static lm_status encode(const lm_t5 *t5, const int32_t *ids, size_t n, const double *weights,
                         lm_tensor **out, lm_error *err)
 {
     *out = NULL;
-    bool weighted = any_weighted(weights, n);
+    bool weighted = lm_sd3_token_weights_any(weights, n);
     int32_t *empty = NULL;
     if (weighted || n == 0) {
         empty = empty_ids(n ? n : T5_EMPTY_LEN);

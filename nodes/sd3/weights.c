@@ -81,16 +81,6 @@ bool lm_sd3_weights_has(const lm_sd3_weights *w, const char *name)
     return lm_sd3_weights_find(w, name) != NULL;
 }
 
-static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
-{
-    size_t at = 0;
-    at += (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < ndim && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, d ? ", %lld" : "%lld", (long long)shape[d]);
-    if (at < size)
-        snprintf(buf + at, size - at, "]");
-}
-
 lm_status lm_sd3_weights__missing(const lm_sd3_weights *w, const char *stored, const char *file,
                                   lm_error *err)
 {
@@ -111,9 +101,9 @@ lm_status lm_sd3_weights__check_shape(const lm_sd3_weights *w, const char *store
     if (!bad)
         return LM_OK;
     char hs[128], want[128] = "rank ";
-    shape_str(have, have_ndim, hs, sizeof(hs));
+    lm_tensor_describe_shape(have, have_ndim, hs, sizeof(hs));
     if (shape)
-        shape_str(shape, ndim, want, sizeof(want));
+        lm_tensor_describe_shape(shape, ndim, want, sizeof(want));
     else
         snprintf(want, sizeof(want), "rank %d", ndim);
     lm_errorf(err, LM_EFORMAT, "bad_tensor_shape",
@@ -149,6 +139,19 @@ lm_status lm_sd3_weights_getf(const lm_sd3_weights *w, lm_tensor **out, lm_error
     vsnprintf(name, sizeof(name), fmt, ap);
     va_end(ap);
     return lm_sd3_weights_get(w, name, -1, NULL, out, err);
+}
+
+lm_status lm_sd3_weights_get_shape(const lm_sd3_weights *w, const char *name, int ndim,
+                                   int64_t *shape, lm_error *err)
+{
+    lm_tensor *t = NULL;
+    lm_status st = lm_sd3_weights_get(w, name, ndim, NULL, &t, err);
+    if (st != LM_OK)
+        return st;
+    for (int d = 0; d < ndim; d++)
+        shape[d] = t->shape[d];
+    lm_tensor_free(t);
+    return LM_OK;
 }
 
 bool lm_sd3_weights_stored_name(const lm_sd3_weights *w, const char *name, char *out, size_t size)

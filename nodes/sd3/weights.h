@@ -88,6 +88,10 @@ lm_status lm_sd3_weights_get(const lm_sd3_weights *w, const char *name, int ndim
 /* printf-style name; no shape check beyond existing. */
 lm_status lm_sd3_weights_getf(const lm_sd3_weights *w, lm_tensor **out, lm_error *err,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The shape of a tensor that must exist with rank ndim, into shape[0..ndim), for config
+ * inference; a missing tensor or another rank is lm_sd3_weights_get's error. */
+lm_status lm_sd3_weights_get_shape(const lm_sd3_weights *w, const char *name, int ndim,
+                                   int64_t *shape, lm_error *err);
 /* Shape of an entry (ndim; 0 when absent) without making a tensor: for config inference. */
 int lm_sd3_weights_shape(const lm_sd3_weights *w, const char *name, int64_t shape[8]);
 /* The name a reference name is stored under ("transformer_blocks.0.attn.to_q.weight" for

@@ -7,6 +7,7 @@
  * lm_backend_trim() empties it, as does an allocation that fails. Live and peak bytes are
  * counted at the rounded size (backend.c), so live + cached is what the process holds. */
 #include "core/base/alloc.h"
+#include "core/base/str.h"
 #include "core/tensor/cpu/cpu.h"
 #include "core/tensor/dtype.h"
 
@@ -227,16 +228,8 @@ lm_backend *lm_backend_cpu(void)
 /* Its size: LOOM_LOOPBACK_MEMORY (bytes, or with a K, M or G suffix), else the host's. */
 static size_t loopback_size(void)
 {
-    const char *v = getenv("LOOM_LOOPBACK_MEMORY");
-    char *end = NULL;
-    double n = v && v[0] ? strtod(v, &end) : -1;
-    if (n < 0 || !end)
-        return 0;
-    double unit = *end == 'K' || *end == 'k'   ? 1024.0
-                  : *end == 'M' || *end == 'm' ? 1048576.0
-                  : *end == 'G' || *end == 'g' ? 1073741824.0
-                                               : 1.0;
-    return (size_t)(n * unit);
+    size_t size = 0;
+    return lm_parse_bytes(getenv("LOOM_LOOPBACK_MEMORY"), &size) ? size : 0;
 }
 
 /* A limited loopback device refuses allocations beyond its size, as a full GPU would. */

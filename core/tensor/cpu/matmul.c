@@ -172,11 +172,7 @@ PK_TARGET static void packed_kernel(int64_t kc, const float *a, int64_t lda, con
                                     float *c, int64_t ldc, int mr, int nr)
 {
     __m512 acc[PK_MR][4];
-#pragma GCC unroll 8
-    for (int i = 0; i < PK_MR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[i][v] = _mm512_setzero_ps();
+    lm_cpu__tile512_zero(acc);
     for (int64_t p = 0; p < kc; p++) {
         const float *bq = b + p * PK_NR;
         __m512 b0 = _mm512_load_ps(bq), b1 = _mm512_load_ps(bq + 16);
@@ -231,32 +227,13 @@ PK_TARGET static void packed_task(void *user, size_t task, int tid)
     float *bp = (float *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
     float *tmp = bp + (nn + PK_NR - 1) / PK_NR * PK_NR * PK_KC, *apad = tmp + PK_KC;
     float *c = j->out + m0 * j->n + n0;
-    for (int64_t i = 0; i < mm; i++)
-        if (j->bias)
-            memcpy(c + i * j->n, j->bias + n0, (size_t)nn * sizeof(float));
-        else
-            memset(c + i * j->n, 0, (size_t)nn * sizeof(float));
+    lm_cpu__tile512_start(c, j->n, j->bias ? j->bias + n0 : NULL, mm, nn);
     for (int64_t k0 = 0; k0 < j->k; k0 += PK_KC) {
         int64_t kc = LM_MIN(PK_KC, j->k - k0);
         packed_pack_b(bp, j->w, j->k, n0, nn, k0, kc, tmp);
         for (int64_t r = 0; r < mm; r += PK_MR)
             packed_rows(j, bp, apad, m0 + r, k0, kc, (int)LM_MIN(PK_MR, mm - r), c + r * j->n, nn);
     }
-}
-
-/* Tiles: about three per thread; panels of 64..256 columns (multiples of PK_NR), row blocks
- * a multiple of PK_MR. */
-static void packed_tiles(linear_job *j)
-{
-    int64_t target = lm_pool_threads(lm_cpu_pool()) * 3;
-    int64_t nb = (j->n + target - 1) / target;
-    nb = (nb + PK_NR - 1) / PK_NR * PK_NR;
-    j->nb = LM_MAX(PK_NR, LM_MIN(4 * PK_NR, nb));
-    j->n_panels = (j->n + j->nb - 1) / j->nb;
-    int64_t m_blocks = LM_MAX(1, target / j->n_panels);
-    m_blocks = LM_MIN(m_blocks, (j->m + 63) / 64);
-    int64_t mb = (j->m + m_blocks - 1) / m_blocks;
-    j->mb = (mb + PK_MR - 1) / PK_MR * PK_MR;
 }
 
 static bool has_avx512;
@@ -283,7 +260,8 @@ static bool run_packed(linear_job *j)
 {
     if (!use_packed(j))
         return false;
-    packed_tiles(j);
+    lm_cpu__tile512_cut(j->m, j->n, PK_NR, lm_pool_threads(lm_cpu_pool()), &j->nb, &j->mb,
+                        &j->n_panels);
     lm_cpu_scratch_init(&j->scratch, packed_scratch_floats(j));
     lm_cpu_parallel((size_t)(j->n_panels * ((j->m + j->mb - 1) / j->mb)), packed_task, j);
     return true;

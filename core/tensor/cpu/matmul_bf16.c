@@ -9,11 +9,11 @@
  *   - B (weights): each task converts its panel of w (any float dtype; BF16 copied as is)
  *     block by block of KC columns into micro-panels of NR output columns, laid out
  *     [pair][column][2], so one k-pair of NR columns is NR/16 vectors.
- * Tasks are tiles of the output (panels of columns × blocks of rows, as matmul.c cuts
- * them) run on the pool. In a tile, for each KC block: pack B, then for each MR-row group
- * (its MR·KC bf16 stay in L1) sweep the micro-panels of B (in L2) with an MR x NR
- * register-blocked micro-kernel (MR·NR/16 = 24 accumulators) that adds onto the output,
- * which starts as the bias (f32). Edges: padded rows/columns compute zeros, and the store
+ * Tasks are tiles of the output (panels of columns × blocks of rows, cut as for matmul.c's
+ * packed kernel: tile512.h) run on the pool. In a tile, for each KC block: pack B, then for
+ * each MR-row group (its MR·KC bf16 stay in L1) sweep the micro-panels of B (in L2) with an
+ * MR x NR register-blocked micro-kernel (MR·NR/16 = 24 accumulators) that adds onto the
+ * output, which starts as the bias (f32). Edges: padded rows/columns compute zeros, and the store
  * is masked. f32 inputs below the normal range (|x| < 1.2e-38) are flushed to zero by the
  * conversion instruction. */
 #include "core/base/alloc.h"
@@ -122,11 +122,7 @@ BF16_TARGET static void micro_kernel(int64_t kcp, const uint32_t *a, int64_t lda
                                      float *c, int64_t ldc, int mr, int nr)
 {
     __m512 acc[MR][4];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[i][v] = _mm512_setzero_ps();
+    lm_cpu__tile512_zero(acc);
     for (int64_t p = 0; p < kcp; p++) {
         const uint32_t *bq = b + p * NR;
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(bq), b1 = (__m512bh)_mm512_loadu_si512(bq + 16);
@@ -165,11 +161,7 @@ BF16_TARGET static void bf16_task(void *user, size_t task, int tid)
     uint16_t *row = (uint16_t *)(bp + nq * NR * KC / 2);
     float *tmp = (float *)(row + KC + 2);
     float *c = j->out + m0 * j->n + n0;
-    for (int64_t i = 0; i < mm; i++)
-        if (j->bias)
-            memcpy(c + i * j->n, j->bias + n0, (size_t)nn * sizeof(float));
-        else
-            memset(c + i * j->n, 0, (size_t)nn * sizeof(float));
+    lm_cpu__tile512_start(c, j->n, j->bias ? j->bias + n0 : NULL, mm, nn);
     const uint32_t *xa = (const uint32_t *)(const void *)j->xb;
     int64_t lda = j->kp / 2;
     for (int64_t k0 = 0; k0 < j->kp; k0 += KC) {
@@ -183,22 +175,6 @@ BF16_TARGET static void bf16_task(void *user, size_t task, int tid)
                              (int)LM_MIN(NR, nn - q * NR));
         }
     }
-}
-
-/* Tiles: about three per thread; panels of 64..256 columns (multiples of NR), row blocks
- * a multiple of MR. */
-static void bf16_tiles(bf16_job *j)
-{
-    int64_t threads = lm_pool_threads(lm_cpu_pool());
-    int64_t target = threads * 3;
-    int64_t nb = (j->n + target - 1) / target;
-    nb = (nb + NR - 1) / NR * NR;
-    j->nb = LM_MAX(NR, LM_MIN(4 * NR, nb));
-    j->n_panels = (j->n + j->nb - 1) / j->nb;
-    int64_t m_blocks = LM_MAX(1, target / j->n_panels);
-    m_blocks = LM_MIN(m_blocks, (j->m + 63) / 64);
-    int64_t mb = (j->m + m_blocks - 1) / m_blocks;
-    j->mb = (mb + MR - 1) / MR * MR;
 }
 
 lm_status lm_cpu_linear_bf16(const lm_op_call *c, lm_error *err)
@@ -221,7 +197,7 @@ lm_status lm_cpu_linear_bf16(const lm_op_call *c, lm_error *err)
         return lm_cpu_oom(err, "lm_linear");
     j.xb = (uint16_t *)(((uintptr_t)xb_mem + 63) & ~(uintptr_t)63);
     lm_cpu_parallel((size_t)(j.mp / MR), convert_x_task, &j);
-    bf16_tiles(&j);
+    lm_cpu__tile512_cut(j.m, j.n, NR, lm_pool_threads(lm_cpu_pool()), &j.nb, &j.mb, &j.n_panels);
     lm_cpu_scratch_init(&j.scratch, task_scratch_floats(&j));
     size_t tasks = (size_t)(j.n_panels * ((j.m + j.mb - 1) / j.mb));
     lm_cpu_parallel(tasks, bf16_task, &j);
