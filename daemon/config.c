@@ -225,23 +225,6 @@ static bool is_thread_count(const char *s)
     return n >= 1 && n <= LM_APP_MAX_THREADS;
 }
 
-/* 123, 1.5 or either with one K, M or G suffix. */
-static bool is_byte_size(const char *s)
-{
-    size_t i = strspn(s, "0123456789");
-    if (i == 0)
-        return false;
-    if (s[i] == '.') {
-        size_t frac = strspn(s + i + 1, "0123456789");
-        if (frac == 0)
-            return false;
-        i += 1 + frac;
-    }
-    if (s[i] && strchr("KkMmGg", s[i]))
-        i++;
-    return s[i] == '\0';
-}
-
 /* YAML 1.2 core-schema booleans, as "1" / "0" (what LOOM_SKIP_T5 reads); NULL otherwise. */
 static const char *bool_text(const char *s)
 {
@@ -281,7 +264,7 @@ static lm_status check_value(reader *r, const yaml_node_t *n, const key_def *def
         }
         break;
     case VAL_BYTES:
-        if (!is_byte_size(text))
+        if (!lm_parse_bytes(text, &(size_t){ 0 }))
             return fail(r, n, LM_EINVAL, "config_bad_value",
                         "write a number of bytes, optionally with a K, M or G suffix (3G)",
                         "%s \"%.64s\" is not a size", key, text);

@@ -181,7 +181,7 @@ void test_cli_config__wrong_kinds_exit_2(void)
     check_bad_file("threads: 2.5\n", "bad.yaml:1:10: threads \"2.5\" is not a thread count");
     check_bad_file("skip_t5: yes\n", "bad.yaml:1:10: skip_t5 \"yes\" is not a boolean");
     check_bad_file("precision: f16\n", "bad.yaml:1:12: precision \"f16\" is unknown");
-    check_bad_file("device_reserve: 2GB\n", "bad.yaml:1:17: device_reserve \"2GB\" is not a size");
+    check_bad_file("device_reserve: 2XB\n", "bad.yaml:1:17: device_reserve \"2XB\" is not a size");
     check_bad_file("models:\n", "bad.yaml:1:8: models has no value");
     check_bad_file("input: a\ninput: b\n", "bad.yaml:2:1: key \"input\" appears twice");
     check_bad_file("- models\n", "bad.yaml:1:1: the configuration file must be a mapping");
