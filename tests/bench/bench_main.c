@@ -112,42 +112,10 @@ static lm_status run_linear(void *user, lm_error *err)
     return lm_linear(&c->y, c->x, c->w, c->b, err);
 }
 
-static void bench_linear(int64_t M, int64_t K, int64_t N, lm_dtype wdt)
-{
-    int64_t xs[2] = { M, K }, ws[2] = { N, K }, bs[1] = { N };
-    lm_tensor *x = rand_tensor(LM_DTYPE_F32, 1, 1.0f, 2, xs);
-    lm_tensor *w = rand_tensor(wdt, 2, 0.05f, 2, ws);
-    lm_tensor *w32 = rand_tensor(LM_DTYPE_F32, 2, 0.05f, 2, ws);
-    lm_tensor *b = rand_tensor(LM_DTYPE_F32, 3, 0.1f, 1, bs);
-    float *c = malloc((size_t)(M * N) * sizeof(float));
-    if (!x || !w || !w32 || !b || !c) {
-        printf("linear %lldx%lldx%lld: out of memory\n", (long long)M, (long long)K, (long long)N);
-        goto out;
-    }
-    linear_ctx lc = { x, w, b, NULL };
-    double t = best_time(run_linear, &lc);
-    sgemm_ctx sc = { M, N, K, true, lm_tensor_data(x), lm_tensor_data(w32), c };
-    double tb = baseline_sgemm(&sc);
-    double gf = 2.0 * (double)M * (double)N * (double)K * 1e-9;
-    printf("  %-22s %5lld %5lld %5lld  %8.1f  %8.1f  %6.2f\n",
-           wdt == LM_DTYPE_F32    ? "lm_linear f32 w"
-           : wdt == LM_DTYPE_F16  ? "lm_linear f16 w"
-           : wdt == LM_DTYPE_BF16 ? "lm_linear bf16 w"
-                                  : "lm_linear f8 w",
-           (long long)M, (long long)K, (long long)N, t > 0 ? gf / t : 0.0, gf / tb,
-           t > 0 ? tb / t : 0.0);
-    lm_tensor_free(lc.y);
-out:
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    lm_tensor_free(w32);
-    lm_tensor_free(b);
-    free(c);
-}
-
-/* bf16 compute (--precision bf16): the same products with activations and weights rounded
- * to bf16 and f32 accumulation, against the same f32 sgemm baseline (goal: ratio > 1). */
-static void bench_linear_bf16(int64_t M, int64_t K, int64_t N, lm_dtype wdt)
+/* lm_linear on x [M, K] and w [N, K] of dtype wdt at precision prec, against cblas_sgemm on
+ * the same x and f32 weights; prints one table row headed `label`. */
+static void linear_row(const char *label, int64_t M, int64_t K, int64_t N, lm_dtype wdt,
+                       lm_precision prec)
 {
     int64_t xs[2] = { M, K }, ws[2] = { N, K }, bs[1] = { N };
     lm_tensor *x = rand_tensor(LM_DTYPE_F32, 1, 1.0f, 2, xs);
@@ -157,28 +125,45 @@ static void bench_linear_bf16(int64_t M, int64_t K, int64_t N, lm_dtype wdt)
     float *c = malloc((size_t)(M * N) * sizeof(float));
     if (x && w && w32 && b && c) {
         linear_ctx lc = { x, w, b, NULL };
-        lm_precision_set(LM_PRECISION_BF16);
+        lm_precision_set(prec);
         double t = best_time(run_linear, &lc);
         lm_precision_set(LM_PRECISION_F32);
         sgemm_ctx sc = { M, N, K, true, lm_tensor_data(x), lm_tensor_data(w32), c };
         double tb = baseline_sgemm(&sc);
         double gf = 2.0 * (double)M * (double)N * (double)K * 1e-9;
-        printf("  bf16 compute, %-4s w   %5lld %5lld %5lld  %8.1f  %8.1f  %6.2f\n",
-               wdt == LM_DTYPE_F32   ? "f32"
-               : wdt == LM_DTYPE_F16 ? "f16"
-                                     : "bf16",
-               (long long)M, (long long)K, (long long)N, t > 0 ? gf / t : 0.0, gf / tb,
-               t > 0 ? tb / t : 0.0);
+        printf("  %-22s %5lld %5lld %5lld  %8.1f  %8.1f  %6.2f\n", label, (long long)M,
+               (long long)K, (long long)N, t > 0 ? gf / t : 0.0, gf / tb, t > 0 ? tb / t : 0.0);
         lm_tensor_free(lc.y);
     } else {
-        printf("linear bf16 %lldx%lldx%lld: out of memory\n", (long long)M, (long long)K,
-               (long long)N);
+        printf("linear%s %lldx%lldx%lld: out of memory\n", prec == LM_PRECISION_BF16 ? " bf16" : "",
+               (long long)M, (long long)K, (long long)N);
     }
     lm_tensor_free(x);
     lm_tensor_free(w);
     lm_tensor_free(w32);
     lm_tensor_free(b);
     free(c);
+}
+
+static void bench_linear(int64_t M, int64_t K, int64_t N, lm_dtype wdt)
+{
+    linear_row(wdt == LM_DTYPE_F32    ? "lm_linear f32 w"
+               : wdt == LM_DTYPE_F16  ? "lm_linear f16 w"
+               : wdt == LM_DTYPE_BF16 ? "lm_linear bf16 w"
+                                      : "lm_linear f8 w",
+               M, K, N, wdt, LM_PRECISION_F32);
+}
+
+/* bf16 compute (--precision bf16): the same products with activations and weights rounded
+ * to bf16 and f32 accumulation, against the same f32 sgemm baseline (goal: ratio > 1). */
+static void bench_linear_bf16(int64_t M, int64_t K, int64_t N, lm_dtype wdt)
+{
+    char label[64];
+    snprintf(label, sizeof(label), "bf16 compute, %-4s w",
+             wdt == LM_DTYPE_F32   ? "f32"
+             : wdt == LM_DTYPE_F16 ? "f16"
+                                   : "bf16");
+    linear_row(label, M, K, N, wdt, LM_PRECISION_BF16);
 }
 
 static void bench_bf16_section(bool quick)

@@ -6,18 +6,12 @@
 #include "core/base/str.h"
 #include "core/io/image.h"
 #include "core/tensor/tensor.h"
+#include "tests/cli/cli_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-
-static int loom(const char *args, char **out)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' %s", test_loom_bin(), args);
-    return test_run_capture(cmd, out);
-}
 
 static bool file_exists(const char *path)
 {
@@ -36,13 +30,13 @@ static double demo_expected(int shift)
 void test_cli_run__version_and_help(void)
 {
     char *out;
-    CHECK_INT(loom("--version", &out), 0);
+    CHECK_INT(cli_loom("--version", &out), 0);
     CHECK_CONTAINS(out, "loom 0.");
     free(out);
-    CHECK_INT(loom("--help", &out), 0);
+    CHECK_INT(cli_loom("--help", &out), 0);
     CHECK_CONTAINS(out, "exit codes");
     free(out);
-    CHECK_INT(loom("frobnicate", &out), 2);
+    CHECK_INT(cli_loom("frobnicate", &out), 2);
     CHECK_CONTAINS(out, "unknown command");
     free(out);
 }
@@ -52,7 +46,7 @@ void test_cli_run__demo_pixels_and_recipe(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "run '%s/workflows/demo.yaml' --out out --set size=32",
              test_repo_root());
-    int rc = loom(args, &out);
+    int rc = cli_loom(args, &out);
     CHECK_INT(rc, 0);
     CHECK_CONTAINS(out, "out/demo_00001_.png");
     free(out);
@@ -92,9 +86,9 @@ void test_cli_run__png_reruns_to_identical_pixels(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "run '%s/workflows/demo.yaml' --out a --set size=24 --quiet",
              test_repo_root());
-    REQUIRE(loom(args, &out) == 0);
+    REQUIRE(cli_loom(args, &out) == 0);
     free(out);
-    CHECK_INT(loom("run a/demo_00001_.png --out b --quiet", &out), 0);
+    CHECK_INT(cli_loom("run a/demo_00001_.png --out b --quiet", &out), 0);
     free(out);
     lm_tensor *x = NULL, *y = NULL;
     lm_error err;
@@ -111,9 +105,9 @@ void test_cli_run__counter_never_overwrites(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "run '%s/workflows/demo.yaml' --out o --set size=16 --quiet",
              test_repo_root());
-    CHECK_INT(loom(args, &out), 0);
+    CHECK_INT(cli_loom(args, &out), 0);
     free(out);
-    CHECK_INT(loom(args, &out), 0);
+    CHECK_INT(cli_loom(args, &out), 0);
     free(out);
     CHECK(file_exists("o/demo_00001_.png"));
     CHECK(file_exists("o/demo_00002_.png"));
@@ -138,13 +132,13 @@ void test_cli_validate__errors_with_places_and_exit_code(void)
                                 "    inputs:\n"
                                 "      images: {link: a.IMAGE}\n");
     char *out;
-    CHECK_INT(loom("validate bad.yaml", &out), 3);
+    CHECK_INT(cli_loom("validate bad.yaml", &out), 3);
     CHECK_CONTAINS(out, "bad.yaml:2:3: node \"a\" (EmptyImag)");
     CHECK_CONTAINS(out, "bad.yaml:7:14: node \"b\" (ImageInvert) input \"image\"");
     CHECK_CONTAINS(out, "EmptyImage");
     CHECK_CONTAINS(out, "nowhere");
     free(out);
-    CHECK_INT(loom("run bad.yaml --out o", &out), 3);
+    CHECK_INT(cli_loom("run bad.yaml --out o", &out), 3);
     CHECK_CONTAINS(out, "nothing was run");
     free(out);
     CHECK(!file_exists("o"));
@@ -155,13 +149,13 @@ void test_cli_validate__unknown_set_and_missing_file(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "validate '%s/workflows/demo.yaml' --set colour=1",
              test_repo_root());
-    CHECK_INT(loom(args, &out), 3);
+    CHECK_INT(cli_loom(args, &out), 3);
     CHECK_CONTAINS(out, "colour");
     free(out);
-    CHECK_INT(loom("run does-not-exist.yaml", &out), 4);
+    CHECK_INT(cli_loom("run does-not-exist.yaml", &out), 4);
     CHECK_CONTAINS(out, "does-not-exist.yaml");
     free(out);
-    CHECK_INT(loom("run", &out), 2);
+    CHECK_INT(cli_loom("run", &out), 2);
     free(out);
 }
 
@@ -176,11 +170,11 @@ void test_cli_run__comfy_workflow_with_unknown_unused_node(void)
                     "\"filename_prefix\": [\"2\", 0]}},\n"
                     " \"9\": {\"class_type\": \"SomeCustomNodeLoomLacks\", \"inputs\": {}}}\n");
     char *out;
-    CHECK_INT(loom("run comfy.json --out o --quiet", &out), 0);
+    CHECK_INT(cli_loom("run comfy.json --out o --quiet", &out), 0);
     free(out);
     CHECK(file_exists("o/red_00001_.png"));
     CHECK(file_exists("o/red_00002_.png"));
-    CHECK_INT(loom("validate comfy.json --strict", &out), 3);
+    CHECK_INT(cli_loom("validate comfy.json --strict", &out), 3);
     CHECK_CONTAINS(out, "SomeCustomNodeLoomLacks");
     free(out);
 }
@@ -195,7 +189,7 @@ void test_cli_run__batch_survives_bad_line_and_resumes(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "run '%s/workflows/demo.yaml' --batch jobs.jsonl --out o",
              test_repo_root());
-    CHECK_INT(loom(args, &out), 1);
+    CHECK_INT(cli_loom(args, &out), 1);
     CHECK_CONTAINS(out, "2 ok, 2 failed, 0 already done");
     free(out);
     CHECK(file_exists("o/a_00001_.png"));
@@ -209,7 +203,7 @@ void test_cli_run__batch_survives_bad_line_and_resumes(void)
     CHECK_CONTAINS(journal, "\"line\":5,\"status\":\"ok\"");
     lm_free(journal);
     /* A second run skips what finished and retries only the failures. */
-    CHECK_INT(loom(args, &out), 1);
+    CHECK_INT(cli_loom(args, &out), 1);
     CHECK_CONTAINS(out, "0 ok, 2 failed, 2 already done");
     free(out);
     CHECK(!file_exists("o/a_00002_.png"));
@@ -221,7 +215,7 @@ void test_cli_run__sweep_makes_every_combination(void)
     snprintf(args, sizeof(args),
              "run '%s/workflows/demo.yaml' --out o --sweep size=16,24 --sweep prefix=p,q --quiet",
              test_repo_root());
-    CHECK_INT(loom(args, &out), 0);
+    CHECK_INT(cli_loom(args, &out), 0);
     CHECK_CONTAINS(out, "4 jobs, 4 ok, 0 failed");
     free(out);
     lm_tensor *img = NULL;
@@ -239,7 +233,7 @@ void test_cli_run__json_events(void)
     char args[2048], *out;
     snprintf(args, sizeof(args), "run '%s/workflows/demo.yaml' --out o --set size=16 --json",
              test_repo_root());
-    CHECK_INT(loom(args, &out), 0);
+    CHECK_INT(cli_loom(args, &out), 0);
     CHECK_CONTAINS(out, "{\"event\": \"execution_start\"");
     CHECK_CONTAINS(out, "{\"event\": \"executing\", \"node\": \"save\"");
     CHECK_CONTAINS(out, "\"event\": \"execution_success\"");

@@ -4,19 +4,13 @@
  * golden whose checkpoint is absent, and the command-line and folder errors. */
 #include "core/base/lm.h"
 #include "core/io/safetensors.h"
+#include "tests/cli/cli_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int loom(const char *args, char **out)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' %s", test_loom_bin(), args);
-    return test_run_capture(cmd, out);
-}
 
 /* Symlinks golden/<name> into dir; false (and a failed test naming it) when absent. */
 static bool link_golden(const char *dir, const char *name)
@@ -82,7 +76,7 @@ void test_cli_golden__subset_passes(void)
         REQUIRE(link_golden("sub", names[i]));
     char args[1200], *out = NULL;
     snprintf(args, sizeof(args), "golden sub %s", tokenizers_arg());
-    int rc = loom(args, &out);
+    int rc = cli_loom(args, &out);
     REQUIRE(out);
     test_note("%s", out);
     CHECK_INT(rc, 0);
@@ -144,7 +138,7 @@ void test_cli_golden__altered_value_fails_alone(void)
     REQUIRE(link_golden("alt", "sd3m_tiny.safetensors"));
     REQUIRE(write_altered("sd3m_mmdit.safetensors", "s1.output", "alt/sd3m_mmdit.safetensors"));
     char *out = NULL;
-    int rc = loom("golden alt --no-verify", &out);
+    int rc = cli_loom("golden alt --no-verify", &out);
     REQUIRE(out);
     test_note("%s", out);
     CHECK_INT(rc, 1);
@@ -162,7 +156,7 @@ void test_cli_golden__missing_checkpoint_fails(void)
     REQUIRE(mkdir("nock", 0755) == 0);
     REQUIRE(link_golden("nock", "sd3m_vae.safetensors"));
     char *out = NULL;
-    int rc = loom("golden nock", &out);
+    int rc = cli_loom("golden nock", &out);
     REQUIRE(out);
     CHECK_INT(rc, 1);
     CHECK_CONTAINS(out, "checkpoint problem: checkpoint sd3m_tiny.safetensors");
@@ -175,18 +169,18 @@ void test_cli_golden__missing_checkpoint_fails(void)
 void test_cli_golden__usage_and_folders(void)
 {
     char *out = NULL;
-    CHECK_INT(loom("golden", &out), 2);
+    CHECK_INT(cli_loom("golden", &out), 2);
     CHECK_CONTAINS(out, "usage: loom golden DIR");
     free(out);
-    CHECK_INT(loom("golden . --frobnicate", &out), 2);
+    CHECK_INT(cli_loom("golden . --frobnicate", &out), 2);
     free(out);
-    CHECK_INT(loom("golden --help", &out), 0);
+    CHECK_INT(cli_loom("golden --help", &out), 0);
     free(out);
-    CHECK_INT(loom("golden no-such-folder", &out), 4);
+    CHECK_INT(cli_loom("golden no-such-folder", &out), 4);
     CHECK_CONTAINS(out, "no-such-folder: cannot read the folder");
     free(out);
     REQUIRE(mkdir("empty", 0755) == 0);
-    CHECK_INT(loom("golden empty", &out), 1);
+    CHECK_INT(cli_loom("golden empty", &out), 1);
     check_summary(out, 0, 0);
     free(out);
 }

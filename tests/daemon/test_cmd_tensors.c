@@ -1,6 +1,8 @@
 /* tests/daemon/test_cmd_tensors.c — `loom tensors` called in-process, stdout and stderr
  * captured into files. Expected listings are checked against the loader's view of other
  * files (split/ checkpoints) and against the JSON output parsed back with cJSON. */
+#include "core/base/alloc.h"
+#include "core/base/str.h"
 #include "core/io/safetensors.h"
 #include "daemon/cmd_tensors.h"
 #include "tests/test.h"
@@ -13,23 +15,8 @@
 
 typedef struct {
     int rc;
-    char *out, *err; /* free() */
+    char *out, *err; /* lm_free(); NULL when the capture could not be read */
 } run_result;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n)
-        buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
 
 /* Runs lm_cmd_tensors on copies of args with stdout/stderr redirected to temp files. */
 static run_result run_cmd(int argc, const char *const *args)
@@ -58,15 +45,16 @@ static run_result run_cmd(int argc, const char *const *args)
     close(saved_err);
     for (int i = 0; i < argc && i < 7; i++)
         free(argv[i]);
-    r.out = slurp("cmd.out");
-    r.err = slurp("cmd.err");
+    lm_error e;
+    lm_file_read("cmd.out", 64u << 20, &r.out, NULL, &e);
+    lm_file_read("cmd.err", 64u << 20, &r.err, NULL, &e);
     return r;
 }
 
 static void free_result(run_result *r)
 {
-    free(r->out);
-    free(r->err);
+    lm_free(r->out);
+    lm_free(r->err);
 }
 
 /* The tensor count the "by prefix" table gives for group `name`, or -1. */

@@ -150,6 +150,8 @@ typedef struct {
     lm_exec *ex;
     recorder rec;
     lm_run_opts opts;
+    lm_graph *g;   /* owned, freed by rig_fini (may stay NULL) */
+    lm_plan *plan; /* owned, freed by rig_fini (may stay NULL) */
 } rig;
 
 static bool rig_init(rig *t, size_t cache_bytes)
@@ -165,8 +167,21 @@ static bool rig_init(rig *t, size_t cache_bytes)
     return true;
 }
 
+/* rig_init, then takes g and plans it without overrides into t->plan; false when any of it
+ * fails (rig_fini still frees what was made). */
+static bool rig_start(rig *t, size_t cache_bytes, lm_graph *g)
+{
+    bool ok = rig_init(t, cache_bytes);
+    t->g = g;
+    if (ok)
+        t->plan = plan_with(t->reg, g, NULL, 0);
+    return ok && t->plan;
+}
+
 static void rig_fini(rig *t)
 {
+    lm_plan_free(t->plan);
+    lm_graph_free(t->g);
     lm_exec_free(t->ex);
     lm_registry_free(t->reg);
 }
@@ -184,13 +199,10 @@ static lm_status run(rig *t, const lm_plan *plan, lm_run_result **result, lm_err
 void test_exec_exec__runs_in_order_with_events_and_result(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = sum_graph();
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, sum_graph()));
     lm_run_result *res = NULL;
     lm_error err;
-    CHECK_OK(run(&t, plan, &res, &err), &err);
+    CHECK_OK(run(&t, t.plan, &res, &err), &err);
     CHECK_STR(t.rec.log, "exec_start start:c1 done:c1 start:c2 done:c2 start:add done:add "
                          "start:sink done:sink exec_done ");
     REQUIRE(res != NULL);
@@ -205,41 +217,32 @@ void test_exec_exec__runs_in_order_with_events_and_result(void)
     CHECK_STR(t.rec.last_ui, "{\"value\":7}");
     CHECK_INT(fx_sink_last, 7);
     lm_run_result_free(res);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__only_needed_nodes_run(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
     lm_graph *g = sum_graph();
     node(g, "lonely", "TestConst");
     node(g, "side", "TestAdd"); /* not an output and not declared: never runs */
     link(g, "side", "a", "c1");
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, g));
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(fx_runs("TestConst"), 2);
     CHECK_INT(fx_runs("TestAdd"), 1);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__cache_hits_across_runs(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = sum_graph();
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, sum_graph()));
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     lm_run_result *res = NULL;
-    CHECK_OK(run(&t, plan, &res, &err), &err);
+    CHECK_OK(run(&t, t.plan, &res, &err), &err);
     CHECK_STR(t.rec.log, "exec_start cached:c1 cached:c2 cached:add cached:sink exec_done ");
     CHECK_INT(fx_runs("TestConst"), 2);
     CHECK_INT(fx_runs("TestAdd"), 1);
@@ -252,40 +255,33 @@ void test_exec_exec__cache_hits_across_runs(void)
     CHECK_STR(res->ui_json[0], "{\"value\":7}");
     lm_run_result_free(res);
     CHECK(lm_exec_cache_bytes(t.ex) > 0);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__changed_literal_reruns_only_dependents(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = sum_graph();
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
+    REQUIRE(rig_start(&t, 0, sum_graph()));
     lm_override ov = { .name = "c2.value", .text = "5" };
-    lm_plan *plan2 = plan_with(t.reg, g, &ov, 1);
-    REQUIRE(plan && plan2);
+    lm_plan *plan2 = plan_with(t.reg, t.g, &ov, 1);
+    REQUIRE(plan2 != NULL);
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_OK(run(&t, plan2, NULL, &err), &err);
     CHECK_STR(t.rec.log, "exec_start cached:c1 start:c2 done:c2 start:add done:add start:sink "
                          "done:sink exec_done ");
     CHECK_INT(fx_runs("TestConst"), 3);
     CHECK_INT(fx_sink_last, 8);
-    CHECK_OK(run(&t, plan, NULL, &err), &err); /* the first version is still cached */
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err); /* the first version is still cached */
     CHECK_INT(fx_runs("TestAdd"), 2);
     CHECK_INT(fx_sink_last, 8); /* the sink did not run again */
-    lm_plan_free(plan);
     lm_plan_free(plan2);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__not_cacheable_nodes_always_run(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
     lm_graph *g = new_graph();
     node(g, "c", "TestConst");
     node(g, "v", "TestVolatile");
@@ -295,27 +291,23 @@ void test_exec_exec__not_cacheable_nodes_always_run(void)
     link(g, "add", "b", "c");
     node(g, "sink", "TestSink");
     link(g, "sink", "value", "add");
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, g));
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(fx_sink_last, 102);
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_STR(t.rec.log, "exec_start cached:c start:v done:v start:add done:add start:sink "
                          "done:sink exec_done ");
     CHECK_INT(fx_runs("TestVolatile"), 2);
     CHECK_INT(fx_runs("TestAdd"), 2);
     CHECK_INT(fx_runs("TestConst"), 1);
     CHECK_INT(fx_sink_last, 103);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__changed_fingerprint_forces_rerun(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
     lm_graph *g = new_graph();
     node(g, "c", "TestConst");
     node(g, "linked", "TestChanged"); /* fingerprint needs the linked value */
@@ -327,21 +319,18 @@ void test_exec_exec__changed_fingerprint_forces_rerun(void)
     link(g, "add", "b", "lit");
     node(g, "sink", "TestSink");
     link(g, "sink", "value", "add");
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, g));
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(fx_runs("TestChanged"), 2);
     CHECK_INT(fx_runs("TestSink"), 1);
     fx_fingerprint = 2;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(fx_runs("TestChanged"), 4);
     CHECK_INT(fx_runs("TestSink"), 2);
     CHECK_INT(fx_runs("TestConst"), 1);
     CHECK_INT(fx_sink_last, 3);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
@@ -360,10 +349,10 @@ static int blob_runs_for_aba(size_t budget)
     rig t;
     if (!rig_init(&t, budget))
         return -1;
-    lm_graph *g = blob_graph();
+    t.g = blob_graph();
     lm_override fa = { .name = "blob.fill", .text = "a" },
                 fb = { .name = "blob.fill", .text = "b" };
-    lm_plan *pa = plan_with(t.reg, g, &fa, 1), *pb = plan_with(t.reg, g, &fb, 1);
+    lm_plan *pa = plan_with(t.reg, t.g, &fa, 1), *pb = plan_with(t.reg, t.g, &fb, 1);
     lm_error err;
     int before = fx_runs("TestBlob");
     for (int i = 0; pa && pb && i < 3; i++) {
@@ -377,7 +366,6 @@ static int blob_runs_for_aba(size_t budget)
     int runs = fx_runs("TestBlob") - before;
     lm_plan_free(pa);
     lm_plan_free(pb);
-    lm_graph_free(g);
     rig_fini(&t);
     return runs;
 }
@@ -397,15 +385,12 @@ void test_exec_exec__cached_result_keeps_upstream_from_running(void)
     size_t one = lm_value_bytes(probe);
     lm_value_unref(probe);
     rig t;
-    REQUIRE(rig_init(&t, one * 3 / 2));
-    lm_graph *g = sum_graph();
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, one * 3 / 2, sum_graph()));
     lm_error err;
     lm_run_result *res = NULL;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(lm_exec_cache_bytes(t.ex), one);
-    CHECK_OK(run(&t, plan, &res, &err), &err);
+    CHECK_OK(run(&t, t.plan, &res, &err), &err);
     CHECK_STR(t.rec.log, "exec_start cached:c1 cached:c2 cached:add cached:sink exec_done ");
     CHECK_INT(fx_runs("TestConst"), 2);
     if (res)
@@ -413,10 +398,8 @@ void test_exec_exec__cached_result_keeps_upstream_from_running(void)
     lm_run_result_free(res);
     lm_exec_clear_cache(t.ex);
     CHECK_INT(lm_exec_cache_bytes(t.ex), 0);
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(fx_runs("TestConst"), 4);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
@@ -424,36 +407,32 @@ void test_exec_exec__identical_nodes_run_once(void)
 {
     rig t;
     REQUIRE(rig_init(&t, 0));
-    lm_graph *g = sum_graph();
+    t.g = sum_graph();
     lm_override ov = { .name = "c2.value", .text = "3" }; /* c2 now equals c1 */
-    lm_plan *plan = plan_with(t.reg, g, &ov, 1);
-    REQUIRE(plan != NULL);
+    t.plan = plan_with(t.reg, t.g, &ov, 1);
+    REQUIRE(t.plan != NULL);
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_STR(t.rec.log, "exec_start start:c1 done:c1 cached:c2 start:add done:add start:sink "
                          "done:sink exec_done ");
     CHECK_INT(fx_runs("TestConst"), 1);
     CHECK_INT(fx_sink_last, 6);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__error_names_node_and_stops(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
     lm_graph *g = new_graph();
     node(g, "c", "TestConst");
     node(g, "bad", "TestFail");
     link(g, "bad", "value", "c");
     node(g, "sink", "TestSink");
     link(g, "sink", "value", "bad");
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, g));
     lm_error err;
     lm_run_result *res = NULL;
-    CHECK_INT(run(&t, plan, &res, &err), LM_EIO);
+    CHECK_INT(run(&t, t.plan, &res, &err), LM_EIO);
     CHECK_STR(t.rec.log, "exec_start start:c done:c start:bad error:bad ");
     CHECK_STR(err.node_id, "bad");
     CHECK_STR(err.node_type, "TestFail");
@@ -469,54 +448,43 @@ void test_exec_exec__error_names_node_and_stops(void)
     CHECK_INT(res->n_run, 1);
     lm_run_result_free(res);
     /* A retry reuses what finished before the failure. */
-    CHECK_INT(run(&t, plan, NULL, &err), LM_EIO);
+    CHECK_INT(run(&t, t.plan, NULL, &err), LM_EIO);
     CHECK_STR(t.rec.log, "exec_start cached:c start:bad error:bad ");
     CHECK_INT(fx_runs("TestConst"), 1);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__node_returning_nothing_is_an_error(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
     lm_graph *g = new_graph();
     node(g, "b", "TestBroken");
     node(g, "sink", "TestSink");
     link(g, "sink", "value", "b");
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, g));
     lm_error err;
-    CHECK_INT(run(&t, plan, NULL, &err), LM_EINTERNAL);
+    CHECK_INT(run(&t, t.plan, NULL, &err), LM_EINTERNAL);
     CHECK_STR(err.kind, "bad_node_output");
     CHECK_STR(err.node_id, "b");
     CHECK_INT(fx_runs("TestSink"), 0);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__cancel_between_nodes(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = sum_graph();
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, sum_graph()));
     t.rec.cancel_after = "c2";
     lm_error err;
-    CHECK_INT(run(&t, plan, NULL, &err), LM_ECANCELLED);
+    CHECK_INT(run(&t, t.plan, NULL, &err), LM_ECANCELLED);
     CHECK_STR(t.rec.log, "exec_start start:c1 done:c1 start:c2 done:c2 interrupted:- ");
     CHECK_STR(err.kind, "interrupted");
     CHECK_INT(fx_runs("TestAdd"), 0);
     /* The flag is cleared by the next run, which reuses the finished nodes. */
     t.rec.cancel_after = NULL;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_STR(t.rec.log, "exec_start cached:c1 cached:c2 start:add done:add start:sink "
                          "done:sink exec_done ");
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
@@ -535,29 +503,21 @@ static lm_graph *slow_graph(int steps)
 void test_exec_exec__progress_events(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = slow_graph(5);
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, slow_graph(5)));
     lm_error err;
-    CHECK_OK(run(&t, plan, NULL, &err), &err);
+    CHECK_OK(run(&t, t.plan, NULL, &err), &err);
     CHECK_INT(t.rec.n_progress, 5);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
 void test_exec_exec__cancel_inside_node_from_progress(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = slow_graph(1000);
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, slow_graph(1000)));
     t.rec.cancel_at_step = 3;
     lm_error err;
     lm_run_result *res = NULL;
-    CHECK_INT(run(&t, plan, &res, &err), LM_ECANCELLED);
+    CHECK_INT(run(&t, t.plan, &res, &err), LM_ECANCELLED);
     CHECK_STR(t.rec.log, "exec_start start:c done:c start:slow interrupted:slow ");
     CHECK_INT(t.rec.n_progress, 3);
     CHECK_STR(err.node_id, "slow");
@@ -566,8 +526,6 @@ void test_exec_exec__cancel_inside_node_from_progress(void)
     if (res)
         CHECK_INT(res->n_run, 1);
     lm_run_result_free(res);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 
@@ -586,23 +544,18 @@ static void *cancel_soon(void *arg)
 void test_exec_exec__cancel_from_another_thread(void)
 {
     rig t;
-    REQUIRE(rig_init(&t, 0));
-    lm_graph *g = slow_graph(100000); /* 100 s if nobody stops it */
-    lm_plan *plan = plan_with(t.reg, g, NULL, 0);
-    REQUIRE(plan != NULL);
+    REQUIRE(rig_start(&t, 0, slow_graph(100000))); /* 100 s if nobody stops it */
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, cancel_soon, t.ex) == 0);
     double t0 = lm_time_now();
     lm_error err;
-    CHECK_INT(run(&t, plan, NULL, &err), LM_ECANCELLED);
+    CHECK_INT(run(&t, t.plan, NULL, &err), LM_ECANCELLED);
     double secs = lm_time_now() - t0;
     pthread_join(th, NULL);
     CHECK(secs < 5);
     CHECK_STR(err.node_id, "slow");
     CHECK_CONTAINS(t.rec.log, "interrupted:slow");
     CHECK_INT(fx_runs("TestSink"), 0);
-    lm_plan_free(plan);
-    lm_graph_free(g);
     rig_fini(&t);
 }
 

@@ -5,6 +5,7 @@
 #include "core/base/str.h"
 #include "core/graph.h"
 #include "core/workflow.h"
+#include "tests/graph/workflow_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -152,16 +153,7 @@ void test_graph_workflow_comfy__prompt_body(void)
 
 static const char *parse_error(const char *text, lm_error *err)
 {
-    static char line[600];
-    lm_graph *g = NULL;
-    lm_error_clear(err);
-    if (lm_workflow_parse(text, strlen(text), "api.json", &g, err) == LM_OK) {
-        lm_graph_free(g);
-        return "(parsed without error)";
-    }
-    lm_error_format(err, line, sizeof(line));
-    test_note("%s", line);
-    return line;
+    return wf_parse_error(text, "api.json", err);
 }
 
 void test_graph_workflow_comfy__errors(void)
@@ -311,20 +303,5 @@ void test_graph_workflow_comfy__alloc_failures(void)
 {
     const char *path = test_shared("comfyui_examples/img2img_workflow.api.json");
     REQUIRE(path);
-    for (long n = 0; n < 100000; n++) {
-        lm_graph *g = NULL;
-        lm_error err;
-        lm_alloc_fail_after(n);
-        lm_status st = lm_workflow_load_file(path, &g, &err);
-        long failures = lm_alloc_failures();
-        lm_alloc_fail_after(-1);
-        lm_graph_free(g);
-        if (failures == 0) {
-            CHECK_INT(st, LM_OK);
-            test_note("walked %ld allocations", n);
-            return;
-        }
-        CHECK(st != LM_OK);
-    }
-    CHECK(!"allocation walk did not end");
+    wf_check_alloc_walk(NULL, path);
 }

@@ -3,6 +3,7 @@
 #include "core/base/str.h"
 #include "core/graph.h"
 #include "core/workflow.h"
+#include "tests/graph/workflow_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -22,24 +23,12 @@ static const char *loom_json =
 
 static lm_graph *parse(const char *text, lm_error *err)
 {
-    lm_graph *g = NULL;
-    lm_error_clear(err);
-    if (lm_workflow_parse(text, strlen(text), "flow.json", &g, err) != LM_OK)
-        return NULL;
-    return g;
+    return wf_parse(text, "flow.json", err);
 }
 
 static const char *parse_error(const char *text, lm_error *err)
 {
-    static char line[600];
-    lm_graph *g = parse(text, err);
-    if (g) {
-        lm_graph_free(g);
-        return "(parsed without error)";
-    }
-    lm_error_format(err, line, sizeof(line));
-    test_note("%s", line);
-    return line;
+    return wf_parse_error(text, "flow.json", err);
 }
 
 void test_graph_workflow_json__loom_structure(void)

@@ -1,9 +1,9 @@
 /* tests/graph/test_workflow_yaml.c — Loom YAML: structure, literals vs links, params,
  * outputs, places of syntax and structural errors, limits (nesting, aliases). */
-#include "core/base/alloc.h"
 #include "core/base/str.h"
 #include "core/graph.h"
 #include "core/workflow.h"
+#include "tests/graph/workflow_fixture.h"
 #include "tests/test.h"
 
 #include <dirent.h>
@@ -51,25 +51,13 @@ static const char *example =
 
 static lm_graph *parse(const char *text, lm_error *err)
 {
-    lm_graph *g = NULL;
-    lm_error_clear(err);
-    if (lm_workflow_parse(text, strlen(text), "flow.yaml", &g, err) != LM_OK)
-        return NULL;
-    return g;
+    return wf_parse(text, "flow.yaml", err);
 }
 
 /* Parses text that must fail; returns the one-line rendering of the error. */
 static const char *parse_error(const char *text, lm_error *err)
 {
-    static char line[600];
-    lm_graph *g = parse(text, err);
-    if (g) {
-        lm_graph_free(g);
-        return "(parsed without error)";
-    }
-    lm_error_format(err, line, sizeof(line));
-    test_note("%s", line);
-    return line;
+    return wf_parse_error(text, "flow.yaml", err);
 }
 
 void test_graph_workflow_yaml__example_structure(void)
@@ -378,22 +366,7 @@ void test_graph_workflow_yaml__load_file(void)
 void test_graph_workflow_yaml__alloc_failures(void)
 {
     /* Every allocation of a parse may fail: no crash, no leak (ASan), an error. */
-    for (long n = 0; n < 100000; n++) {
-        lm_graph *g = NULL;
-        lm_error err;
-        lm_alloc_fail_after(n);
-        lm_status st = lm_workflow_parse(example, strlen(example), "flow.yaml", &g, &err);
-        long failures = lm_alloc_failures();
-        lm_alloc_fail_after(-1);
-        lm_graph_free(g);
-        if (failures == 0) {
-            CHECK_INT(st, LM_OK);
-            test_note("walked %ld allocations", n);
-            return;
-        }
-        CHECK(st != LM_OK);
-    }
-    CHECK(!"allocation walk did not end");
+    wf_check_alloc_walk(example, "flow.yaml");
 }
 
 /* The workflows shipped in workflows/ parse and expand without a problem. */

@@ -10,6 +10,7 @@
  * its masked-out half and changes the other. */
 #include "core/exec.h"
 #include "nodes/sampling/sampling_nodes.h"
+#include "tests/tensor/tt.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -21,16 +22,6 @@ extern const lm_node_def lm_node_checkpoint_loader_simple, lm_node_clip_text_enc
 
 /* ---- mask preparation ---- */
 
-static lm_tensor *host_tensor(int ndim, const int64_t *shape, const float *v)
-{
-    lm_tensor *t = NULL;
-    lm_error err;
-    if (lm_tensor_new(&t, lm_backend_cpu(), LM_DTYPE_F32, ndim, shape, &err) != LM_OK)
-        return NULL;
-    memcpy(lm_tensor_data(t), v, (size_t)lm_tensor_numel(t) * sizeof(float));
-    return t;
-}
-
 void test_nodes_inpaint__prepare_mask_upsamples_bilinearly(void)
 {
     /* [[0, 1], [1, 1]] to 4 x 4. torch bilinear, align_corners False, 2 -> 4: source
@@ -41,7 +32,7 @@ void test_nodes_inpaint__prepare_mask_upsamples_bilinearly(void)
     const float want[16] = { 0,   0.25,   0.75,   1, 0.25, 0.4375, 0.8125, 1,
                              .75, 0.8125, 0.9375, 1, 1,    1,      1,      1 };
     int64_t ms[3] = { 1, 2, 2 }, shape[4] = { 2, 3, 4, 4 };
-    lm_tensor *mask = host_tensor(3, ms, m), *out = NULL;
+    lm_tensor *mask = tt_from(m, 3, ms), *out = NULL;
     REQUIRE(mask);
     lm_error err;
     REQUIRE_OK(lm_sampling__prepare_mask(&out, mask, shape, &err), &err);
@@ -66,7 +57,7 @@ void test_nodes_inpaint__prepare_mask_downsamples_and_tiles_the_batch(void)
     for (int i = 0; i < 32; i++)
         m[i] = (float)i;
     int64_t ms[4] = { 2, 1, 4, 4 }, shape[4] = { 3, 1, 2, 2 };
-    lm_tensor *mask = host_tensor(4, ms, m), *out = NULL;
+    lm_tensor *mask = tt_from(m, 4, ms), *out = NULL;
     REQUIRE(mask);
     lm_error err;
     REQUIRE_OK(lm_sampling__prepare_mask(&out, mask, shape, &err), &err);
@@ -139,7 +130,7 @@ static bool fx_init(fx *f)
     for (int i = 0; i < 16 * 64; i++)
         v[i] = (float)(0.8 * sin(0.37 * i) + 0.1 * (double)(i / 64) - 0.5);
     int64_t shape[4] = { 1, 16, 8, 8 };
-    f->latent = lm_value_latent(host_tensor(4, shape, v), NULL);
+    f->latent = lm_value_latent(tt_from(v, 4, shape), NULL);
     return f->latent != NULL;
 }
 

@@ -9,6 +9,7 @@
  * the source pixels, the middle the slerp half way. */
 #include "core/exec.h"
 #include "nodes/image/image_nodes.h"
+#include "tests/tensor/tt.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -16,17 +17,6 @@
 extern const lm_node_def lm_node_latent_upscale;
 
 static const double deg = 3.14159265358979323846 / 180.0;
-
-/* A new F32 host tensor of `shape` filled from v. */
-static lm_tensor *tensor_of(int ndim, const int64_t *shape, const float *v)
-{
-    lm_tensor *t = NULL;
-    lm_error err;
-    if (lm_tensor_new(&t, lm_backend_cpu(), LM_DTYPE_F32, ndim, shape, &err) != LM_OK)
-        return NULL;
-    memcpy(lm_tensor_data(t), v, (size_t)lm_tensor_numel(t) * sizeof(float));
-    return t;
-}
 
 static void check_polar(const float *p, double angle_deg, double norm, const char *what)
 {
@@ -41,7 +31,7 @@ void test_nodes_latent_upscale__bislerp_2x2_to_3x3(void)
     /* NHWC [1, 2, 2, 2]: p00 = (0 deg, 1), p01 = (90, 2), p10 = (90, 1), p11 = (45, sqrt 2) */
     const float v[8] = { 1, 0, 0, 2, 0, 1, 1, 1 };
     int64_t shape[4] = { 1, 2, 2, 2 };
-    lm_tensor *src = tensor_of(4, shape, v), *out = NULL;
+    lm_tensor *src = tt_from(v, 4, shape), *out = NULL;
     REQUIRE(src);
     lm_error err;
     REQUIRE_OK(lm_image_nodes__resize(NULL, src, lm_tensor_data(src), 3, 3, LM_RESAMPLE_BISLERP,
@@ -77,7 +67,7 @@ void test_nodes_latent_upscale__bislerp_edge_cases(void)
      * treats a zero vector's direction as 0 (angle 90 degrees to anything). */
     const float v[12] = { 1, 0, 3, 0, /**/ 1, 0, -3, 0, /**/ 0, 0, 0, 2 };
     int64_t shape[4] = { 3, 1, 2, 2 };
-    lm_tensor *src = tensor_of(4, shape, v), *out = NULL;
+    lm_tensor *src = tt_from(v, 4, shape), *out = NULL;
     REQUIRE(src);
     lm_error err;
     REQUIRE_OK(lm_image_nodes__resize(NULL, src, lm_tensor_data(src), 3, 1, LM_RESAMPLE_BISLERP,
@@ -168,7 +158,7 @@ void test_nodes_latent_upscale__bislerp_keeps_a_constant_latent(void)
     float v[16 * 64];
     for (int i = 0; i < 16 * 64; i++)
         v[i] = (float)(i / 64) * 0.25f - 1.5f;
-    lm_value *lat = lm_value_latent(tensor_of(4, shape, v), NULL);
+    lm_value *lat = lm_value_latent(tt_from(v, 4, shape), NULL);
     REQUIRE(lat);
     lm_value *up = upscale(lat, "bislerp", 136, 72, "disabled"); /* 8 x 8 -> 17 x 9 */
     REQUIRE(up);

@@ -34,6 +34,7 @@
 #include "core/io/safetensors.h"
 #include "nodes/sd3/models.h"
 #include "nodes/sd3/sampler.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -48,53 +49,7 @@ extern const lm_node_def lm_node_checkpoint_loader_simple, lm_node_model_samplin
 
 static const char *const flavours[] = { "sd3m", "sd35m" };
 
-typedef struct {
-    double atol, rtol;
-} tol;
-
 /* ---- golden files ---- */
-
-static lm_safetensors *open_golden(const char *rel)
-{
-    lm_error err;
-    lm_safetensors *st = NULL;
-    const char *path = test_shared(rel);
-    if (path && lm_safetensors_open(&st, path, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, path, err.code, &err);
-    return st;
-}
-
-static cJSON *metadata_json(const lm_safetensors *st, const char *key)
-{
-    const char *text = lm_safetensors_metadata(st, key);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    if (!j)
-        test__fail(__FILE__, __LINE__, "%s: metadata \"%s\" is missing or not JSON",
-                   lm_safetensors_path(st), key);
-    return j;
-}
-
-static tol golden_tol(const lm_safetensors *st, const char *group)
-{
-    tol t = { 0, 0 };
-    cJSON *root = metadata_json(st, "tolerances");
-    const cJSON *g = cJSON_GetObjectItem(root, group);
-    const cJSON *a = cJSON_GetObjectItem(g, "atol"), *r = cJSON_GetObjectItem(g, "rtol");
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(r))
-        t = (tol){ a->valuedouble, r->valuedouble };
-    else
-        test__fail(__FILE__, __LINE__, "%s: no tolerances.%s", lm_safetensors_path(st), group);
-    cJSON_Delete(root);
-    return t;
-}
-
-static double param_num(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(obj, key);
-    if (!cJSON_IsNumber(v))
-        test__fail(__FILE__, __LINE__, "params: \"%s\" is missing", key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
 
 /* Golden tensor `name` as a contiguous F32 host copy (NULL, the test failed, when absent). */
 static lm_tensor *golden_tensor(lm_safetensors *st, const char *name)
@@ -110,60 +65,19 @@ static lm_tensor *golden_tensor(lm_safetensors *st, const char *name)
     return h;
 }
 
-/* got vs want elementwise, |c - g| <= atol + rtol*|g|; notes the max abs / rel error. */
-static bool compare_floats(const char *what, const float *got, const float *want, int64_t n, tol t)
-{
-    double max_abs = 0, max_rel = 0;
-    int64_t bad = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]), mag = fabs((double)want[i]);
-        if (!(d <= t.atol + t.rtol * mag) && bad++ == 0)
-            worst = i;
-        max_abs = fmax(max_abs, d);
-        if (mag > 1e-3)
-            max_rel = fmax(max_rel, d / mag);
-    }
-    test_note("%-40s max abs %.3g, max rel %.3g (|g| > 1e-3)", what, max_abs, max_rel);
-    if (bad)
-        test__fail(__FILE__, __LINE__,
-                   "%s: %lld of %lld off; first [%lld] %.9g vs %.9g (atol %g rtol %g)", what,
-                   (long long)bad, (long long)n, (long long)worst, (double)got[worst],
-                   (double)want[worst], t.atol, t.rtol);
-    return bad == 0;
-}
-
-static bool same_shape(const char *what, const lm_tensor *a, const lm_tensor *b)
-{
-    bool same = a->ndim == b->ndim;
-    for (int i = 0; same && i < a->ndim; i++)
-        same = a->shape[i] == b->shape[i];
-    if (!same) {
-        char da[96], db[96];
-        lm_tensor_describe(a, da, sizeof(da));
-        lm_tensor_describe(b, db, sizeof(db));
-        test__fail(__FILE__, __LINE__, "%s: %s, golden %s", what, da, db);
-    }
-    return same;
-}
-
 /* A node result against golden tensor `name`. */
 static bool compare_tensor(const char *what, const lm_tensor *got, lm_safetensors *st,
-                           const char *name, tol t)
+                           const char *name, gold_tol t)
 {
-    lm_error err;
-    lm_tensor *h = NULL, *g = golden_tensor(st, name);
-    bool ok = g && got && lm_tensor_to_f32_host(&h, got, &err) == LM_OK && same_shape(what, h, g) &&
-              compare_floats(what, lm_tensor_data(h), lm_tensor_data(g), lm_tensor_numel(g), t);
-    if (!got)
-        test__fail(__FILE__, __LINE__, "%s: no result", what);
-    lm_tensor_free(h);
+    lm_tensor *g = golden_tensor(st, name);
+    bool ok = gold_same_shape(what, got, g) && gold_compare(what, got, g, t);
     lm_tensor_free(g);
     return ok;
 }
 
 /* A raw LATENT against the scaled golden `name`, through process_in. */
 static bool compare_scaled(const char *what, const lm_tensor *raw, lm_safetensors *st,
-                           const char *name, tol t)
+                           const char *name, gold_tol t)
 {
     lm_error err;
     lm_tensor *scaled = NULL;
@@ -180,7 +94,7 @@ static bool compare_scaled(const char *what, const lm_tensor *raw, lm_safetensor
 typedef struct {
     lm_safetensors *golden, *text;
     cJSON *params;
-    tol sampling, vae, u8;
+    gold_tol sampling, vae, u8;
     char models[1024];
     lm_env env;
     lm_value *ckpt[3];   /* MODEL, CLIP, VAE of CheckpointLoaderSimple */
@@ -239,23 +153,20 @@ static lm_value *cond_value(lm_safetensors *text, const char *prefix)
 /* models/checkpoints/<the golden's checkpoint> as a link into ../shared/golden. */
 static bool make_models(gfx *f)
 {
-    cJSON *config = metadata_json(f->golden, "config");
-    const char *ck = cJSON_GetStringValue(cJSON_GetObjectItem(config, "checkpoint"));
     char rel[256], dir[1100], dst[1400];
-    snprintf(rel, sizeof(rel), "golden/%s", ck ? ck : "(config.checkpoint missing)");
+    const char *ck = gold_checkpoint(f->golden, rel, sizeof(rel)) ? rel + strlen("golden/") : "";
     const char *src = test_shared(rel);
     snprintf(f->models, sizeof(f->models), "%s/models", test_tmpdir());
     snprintf(dir, sizeof(dir), "%s/checkpoints", f->models);
-    snprintf(dst, sizeof(dst), "%s/%s", dir, ck ? ck : "");
+    snprintf(dst, sizeof(dst), "%s/%s", dir, ck);
     bool ok = src && mkdir(f->models, 0755) == 0 && mkdir(dir, 0755) == 0 && symlink(src, dst) == 0;
     f->env = (lm_env){ .models_dir = f->models,
                        .input_dir = test_tmpdir(),
                        .output_dir = test_tmpdir(),
                        .temp_dir = test_tmpdir() };
-    lm_value *in[1] = { lm_value_string(ck ? ck : "") };
+    lm_value *in[1] = { lm_value_string(ck) };
     ok = ok && run_node(f, &lm_node_checkpoint_loader_simple, in, f->ckpt, NULL) == LM_OK;
     lm_value_unref(in[0]);
-    cJSON_Delete(config);
     return ok;
 }
 
@@ -267,37 +178,42 @@ static void gfx_fini(gfx *f)
     cJSON_Delete(f->params);
     lm_safetensors_close(f->text);
     lm_safetensors_close(f->golden);
+    memset(f, 0, sizeof(*f));
 }
 
+/* The golden sample and text sets of `flavour`, the models folder, CheckpointLoaderSimple's
+ * outputs and the two CONDITIONING values; on failure (the test failed) frees what it made
+ * and returns false. */
 static bool gfx_init(gfx *f, const char *flavour)
 {
-    char rel[128];
     memset(f, 0, sizeof(*f));
-    snprintf(rel, sizeof(rel), "golden/%s_sample.safetensors", flavour);
-    f->golden = open_golden(rel);
-    snprintf(rel, sizeof(rel), "golden/%s_text.safetensors", flavour);
-    f->text = open_golden(rel);
-    if (!f->golden || !f->text)
+    f->golden = gold_open_set(flavour, "sample");
+    f->text = gold_open_set(flavour, "text");
+    if (!f->golden || !f->text) {
+        gfx_fini(f);
         return false;
-    f->params = metadata_json(f->golden, "params");
-    f->sampling = golden_tol(f->golden, "sampling");
-    f->vae = golden_tol(f->golden, "vae");
-    cJSON *tols = metadata_json(f->golden, "tolerances");
+    }
+    f->params = gold_metadata(f->golden, "params");
+    f->sampling = gold_tolerance(f->golden, "sampling");
+    f->vae = gold_tolerance(f->golden, "vae");
+    cJSON *tols = gold_metadata(f->golden, "tolerances");
     const cJSON *u8 = cJSON_GetObjectItem(cJSON_GetObjectItem(tols, "image_u8"), "max_abs_diff");
-    f->u8 = (tol){ cJSON_IsNumber(u8) ? u8->valuedouble : 0, 0 };
+    f->u8 = (gold_tol){ cJSON_IsNumber(u8) ? u8->valuedouble : 0, 0 };
     cJSON_Delete(tols);
     f->pos = cond_value(f->text, "positive");
     f->neg = cond_value(f->text, "negative_empty");
     bool ok = f->params && f->pos && f->neg && make_models(f);
-    if (!ok)
+    if (!ok) {
         test__fail(__FILE__, __LINE__, "%s: the golden fixture could not be set up", flavour);
+        gfx_fini(f);
+    }
     return ok;
 }
 
 /* ModelSamplingSD3(ckpt MODEL, shift of the run). */
 static lm_value *shifted_model(const gfx *f, const cJSON *p)
 {
-    lm_value *in[2] = { f->ckpt[0], lm_value_float(param_num(p, "shift")) }, *out[1] = { NULL };
+    lm_value *in[2] = { f->ckpt[0], lm_value_float(gold_param(p, "shift")) }, *out[1] = { NULL };
     run_node(f, &lm_node_model_sampling_sd3, in, out, NULL);
     lm_value_unref(in[1]);
     return out[0];
@@ -337,7 +253,7 @@ static void check_image(const gfx *f, const char *prefix, const lm_tensor *img)
     }
     snprintf(name, sizeof(name), "%s.image (VAEDecode)", prefix);
     if (got)
-        compare_floats(name, got, want, n, f->sampling);
+        gold_compare_floats(name, got, want, n, f->sampling);
     if (u8) {
         test_note("%-40s max abs %.0f", "  its 8-bit truncation vs image_u8", u8_max);
         CHECK(u8_max <= f->u8.atol);
@@ -372,29 +288,28 @@ void test_nodes_sd3_golden_nodes__seed_gives_the_golden_noise(void)
 {
     static const char *const modes[] = { "txt2img", "img2img" };
     for (size_t i = 0; i < LM_COUNTOF(flavours); i++) {
-        char rel[128], name[96], what[128];
-        snprintf(rel, sizeof(rel), "golden/%s_sample.safetensors", flavours[i]);
-        lm_safetensors *st = open_golden(rel);
+        char name[96], what[128];
+        lm_safetensors *st = gold_open_set(flavours[i], "sample");
         REQUIRE(st);
-        cJSON *params = metadata_json(st, "params"), *tols = metadata_json(st, "tolerances");
+        cJSON *params = gold_metadata(st, "params"), *tols = gold_metadata(st, "tolerances");
         /* bit-exact is expected; the rng group's fallback is the most that may differ */
         const cJSON *fb = cJSON_GetObjectItem(cJSON_GetObjectItem(tols, "rng"), "fallback");
         const cJSON *fa = cJSON_GetObjectItem(fb, "atol"), *fr = cJSON_GetObjectItem(fb, "rtol");
-        tol rng = { cJSON_IsNumber(fa) ? fa->valuedouble : 0,
-                    cJSON_IsNumber(fr) ? fr->valuedouble : 0 };
+        gold_tol rng = { cJSON_IsNumber(fa) ? fa->valuedouble : 0,
+                         cJSON_IsNumber(fr) ? fr->valuedouble : 0 };
         for (size_t m = 0; params && m < LM_COUNTOF(modes); m++) {
             const cJSON *p = cJSON_GetObjectItem(params, modes[m]);
             snprintf(name, sizeof(name), "%s.noise", modes[m]);
             lm_tensor *want = golden_tensor(st, name), *got = NULL;
             lm_error err;
-            uint64_t seed = (uint64_t)param_num(p, "seed");
+            uint64_t seed = (uint64_t)gold_param(p, "seed");
             if (want)
                 CHECK_OK(lm_sampler_noise(&got, seed, want->ndim, want->shape, NULL, &err), &err);
             snprintf(what, sizeof(what), "%s %s (seed %llu)", flavours[i], name,
                      (unsigned long long)seed);
             if (got)
-                compare_floats(what, lm_tensor_data(got), lm_tensor_data(want),
-                               lm_tensor_numel(want), rng);
+                gold_compare_floats(what, lm_tensor_data(got), lm_tensor_data(want),
+                                    lm_tensor_numel(want), rng);
             lm_tensor_free(got);
             lm_tensor_free(want);
         }
@@ -416,12 +331,12 @@ static bool ksampler_maps(int steps, int k)
 }
 
 static void check_schedule(const char *what, lm_status st, const lm_sigmas *s,
-                           lm_safetensors *golden, const char *name, tol t)
+                           lm_safetensors *golden, const char *name, gold_tol t)
 {
     lm_tensor *g = golden_tensor(golden, name);
     CHECK_INT(st, LM_OK);
     if (g && st == LM_OK && s->count == lm_tensor_numel(g))
-        compare_floats(what, s->sigma, lm_tensor_data(g), s->count, t);
+        gold_compare_floats(what, s->sigma, lm_tensor_data(g), s->count, t);
     else if (g)
         test__fail(__FILE__, __LINE__, "%s: %d sigmas, golden %s has %lld", what, s->count, name,
                    (long long)lm_tensor_numel(g));
@@ -435,21 +350,19 @@ static void check_schedule(const char *what, lm_status st, const lm_sigmas *s,
 void test_nodes_sd3_golden_nodes__reference_schedule_is_normal(void)
 {
     for (size_t i = 0; i < LM_COUNTOF(flavours); i++) {
-        char rel[128];
-        snprintf(rel, sizeof(rel), "golden/%s_sample.safetensors", flavours[i]);
-        lm_safetensors *st = open_golden(rel);
+        lm_safetensors *st = gold_open_set(flavours[i], "sample");
         REQUIRE(st);
-        cJSON *params = metadata_json(st, "params");
+        cJSON *params = gold_metadata(st, "params");
         test_note("%s:", flavours[i]);
         const cJSON *t2i = cJSON_GetObjectItem(params, "txt2img");
         const cJSON *i2i = cJSON_GetObjectItem(params, "img2img");
-        tol t = golden_tol(st, "schedule");
+        gold_tol t = gold_tolerance(st, "schedule");
         lm_error err;
         lm_schedule normal, sgm;
         REQUIRE_OK(lm_scheduler_parse(&normal, "normal", &err), &err);
         REQUIRE_OK(lm_scheduler_parse(&sgm, "sgm_uniform", &err), &err);
-        lm_model_sampling ms = { .shift = param_num(t2i, "shift") };
-        int steps = (int)param_num(t2i, "steps");
+        lm_model_sampling ms = { .shift = gold_param(t2i, "shift") };
+        int steps = (int)gold_param(t2i, "steps");
         lm_sigmas s = { 0 };
         lm_status rc = lm_scheduler_ksampler(&s, &ms, normal, steps, 1.0, false, &err);
         check_schedule("txt2img.sigmas: KSampler normal", rc, &s, st, "txt2img.sigmas", t);
@@ -464,11 +377,11 @@ void test_nodes_sd3_golden_nodes__reference_schedule_is_normal(void)
         }
         lm_tensor_free(g);
 
-        ms.shift = param_num(i2i, "shift");
-        steps = (int)param_num(i2i, "steps");
-        double denoise = param_num(i2i, "denoise");
+        ms.shift = gold_param(i2i, "shift");
+        steps = (int)gold_param(i2i, "steps");
+        double denoise = gold_param(i2i, "denoise");
         int k = lm_scheduler_strength_start(steps, denoise);
-        CHECK_INT(k, (int)param_num(i2i, "start_index"));
+        CHECK_INT(k, (int)gold_param(i2i, "start_index"));
         rc = lm_scheduler_ksampler(&s, &ms, normal, steps, 1.0, false, &err);
         check_schedule("img2img.sigmas_full: KSamplerAdvanced", rc, &s, st, "img2img.sigmas_full",
                        t);
@@ -495,23 +408,21 @@ void test_nodes_sd3_golden_nodes__reference_schedule_is_normal(void)
 static void txt2img_case(const char *flavour)
 {
     gfx f;
-    if (!gfx_init(&f, flavour)) {
-        gfx_fini(&f);
+    if (!gfx_init(&f, flavour))
         return;
-    }
     const cJSON *p = cJSON_GetObjectItem(f.params, "txt2img"), *it;
     lm_value *model = shifted_model(&f, p), *lat[1] = { NULL };
-    lm_value *ein[3] = { lm_value_int((int64_t)param_num(p, "width")),
-                         lm_value_int((int64_t)param_num(p, "height")), lm_value_int(1) };
+    lm_value *ein[3] = { lm_value_int((int64_t)gold_param(p, "width")),
+                         lm_value_int((int64_t)gold_param(p, "height")), lm_value_int(1) };
     if (model && run_node(&f, &lm_node_empty_sd3_latent_image, ein, lat, NULL) == LM_OK) {
         cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "samplers"))
         {
             const char *sampler = cJSON_GetStringValue(it);
-            int steps = (int)param_num(p, "steps");
+            int steps = (int)gold_param(p, "steps");
             lm_value *in[10] = { model,
-                                 lm_value_int((int64_t)param_num(p, "seed")),
+                                 lm_value_int((int64_t)gold_param(p, "seed")),
                                  lm_value_int(steps),
-                                 lm_value_float(param_num(p, "cfg")),
+                                 lm_value_float(gold_param(p, "cfg")),
                                  lm_value_string(sampler),
                                  lm_value_string("normal"),
                                  f.pos,
@@ -574,9 +485,9 @@ static lm_value *sample_advanced(const gfx *f, const cJSON *p, lm_value *model, 
 {
     lm_value *in[13] = { model,
                          lm_value_string("enable"),
-                         lm_value_int((int64_t)param_num(p, "seed")),
-                         lm_value_int((int64_t)param_num(p, "steps")),
-                         lm_value_float(param_num(p, "cfg")),
+                         lm_value_int((int64_t)gold_param(p, "seed")),
+                         lm_value_int((int64_t)gold_param(p, "steps")),
+                         lm_value_float(gold_param(p, "cfg")),
                          lm_value_string(cJSON_GetStringValue(cJSON_GetObjectItem(p, "sampler"))),
                          lm_value_string("normal"),
                          f->pos,
@@ -596,11 +507,11 @@ static lm_value *sample_advanced(const gfx *f, const cJSON *p, lm_value *model, 
 static lm_value *sample_plain(const gfx *f, const cJSON *p, lm_value *model, lm_value *latent,
                               int k)
 {
-    int steps = (int)param_num(p, "steps");
+    int steps = (int)gold_param(p, "steps");
     lm_value *in[10] = { model,
-                         lm_value_int((int64_t)param_num(p, "seed")),
+                         lm_value_int((int64_t)gold_param(p, "seed")),
                          lm_value_int(steps - k),
-                         lm_value_float(param_num(p, "cfg")),
+                         lm_value_float(gold_param(p, "cfg")),
                          lm_value_string(cJSON_GetStringValue(cJSON_GetObjectItem(p, "sampler"))),
                          lm_value_string("normal"),
                          f->pos,
@@ -625,14 +536,12 @@ static bool same_values(const lm_value *a, const lm_value *b)
 static void img2img_case(const char *flavour)
 {
     gfx f;
-    if (!gfx_init(&f, flavour)) {
-        gfx_fini(&f);
+    if (!gfx_init(&f, flavour))
         return;
-    }
     const cJSON *p = cJSON_GetObjectItem(f.params, "img2img");
-    int steps = (int)param_num(p, "steps");
-    int k = lm_scheduler_strength_start(steps, param_num(p, "denoise"));
-    CHECK_INT(k, (int)param_num(p, "start_index"));
+    int steps = (int)gold_param(p, "steps");
+    int k = lm_scheduler_strength_start(steps, gold_param(p, "denoise"));
+    CHECK_INT(k, (int)gold_param(p, "start_index"));
     lm_value *model = shifted_model(&f, p), *enc[1] = { NULL }, *a = NULL, *b = NULL;
     lm_value *ein[2] = { golden_image(&f, "img2img.image"), f.ckpt[2] };
     if (model && ein[0] && run_node(&f, &lm_node_vae_encode, ein, enc, NULL) == LM_OK) {

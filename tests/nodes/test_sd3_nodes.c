@@ -14,6 +14,7 @@
 #include "nodes/builtin.h"
 #include "nodes/sd3/models.h"
 #include "nodes/sd3/sampler.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -141,22 +142,7 @@ static lm_status run_text(fx *f, lm_exec *ex, const char *text, const lm_overrid
 }
 
 /* Loom YAML: txt2img with the all-in-one checkpoint, output `image`. */
-static const char *const txt2img_yaml =
-    "nodes:\n"
-    "  ckpt: {type: CheckpointLoaderSimple, inputs: {ckpt_name: sd3m_tiny.safetensors}}\n"
-    "  pos: {type: CLIPTextEncode, inputs: {text: a red fox in the snow, clip: {link: "
-    "ckpt.CLIP}}}\n"
-    "  neg: {type: CLIPTextEncode, inputs: {text: '', clip: {link: ckpt.CLIP}}}\n"
-    "  latent: {type: EmptySD3LatentImage, inputs: {width: 64, height: 64, batch_size: 1}}\n"
-    "  sample:\n"
-    "    type: KSampler\n"
-    "    inputs: {model: {link: ckpt.MODEL}, seed: 42, steps: 2, cfg: 4.5, sampler_name: euler,\n"
-    "             scheduler: sgm_uniform, positive: {link: pos.CONDITIONING},\n"
-    "             negative: {link: neg.CONDITIONING}, latent_image: {link: latent.LATENT},\n"
-    "             denoise: 1.0}\n"
-    "  decode: {type: VAEDecode, inputs: {samples: {link: sample.LATENT}, vae: {link: ckpt.VAE}}}\n"
-    "outputs:\n"
-    "  image: {link: decode.IMAGE}\n";
+static const char *const txt2img_yaml = SD3_TXT2IMG_YAML("sd3m_tiny.safetensors");
 
 /* The same from the split files. */
 static const char *const split_yaml =

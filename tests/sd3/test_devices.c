@@ -22,6 +22,7 @@
 #include "nodes/sd3/mmdit_impl.h"
 #include "nodes/sd3/t5.h"
 #include "nodes/sd3/vae.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <stdio.h>
@@ -43,43 +44,17 @@ typedef struct {
 
 static bool ckpt_open(ckpt *c, const char *rel)
 {
-    lm_error err;
     memset(c, 0, sizeof(*c));
-    const char *path = test_shared(rel);
-    if (!path)
-        return false;
-    if (lm_safetensors_open(&c->st, path, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, path, err.code, &err);
-        return false;
-    }
-    lm_sd3_detect(c->st, c->found, c->w);
-    return true;
+    c->st = gold_open(rel);
+    if (c->st)
+        lm_sd3_detect(c->st, c->found, c->w);
+    return c->st != NULL;
 }
 
 static void ckpt_close(ckpt *c)
 {
     lm_safetensors_close(c->st);
     memset(c, 0, sizeof(*c));
-}
-
-/* A tensor of a golden file (mapped, on the CPU), or NULL with a failed test. */
-static lm_tensor *golden(lm_safetensors *st, const char *name)
-{
-    lm_error err;
-    lm_tensor *t = NULL;
-    if (lm_safetensors_tensor(&t, st, name, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, name, err.code, &err);
-    return t;
-}
-
-static lm_safetensors *golden_open(const char *rel)
-{
-    lm_error err;
-    lm_safetensors *st = NULL;
-    const char *path = test_shared(rel);
-    if (path && lm_safetensors_open(&st, path, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, path, err.code, &err);
-    return st;
 }
 
 /* The bytes a component's tensors take in the file, in their stored dtype: what a device copy
@@ -164,25 +139,6 @@ static lm_tensor *moved_to(const lm_tensor *t, lm_backend *be)
     return out;
 }
 
-/* The I64 ids of a golden tensor as int32 (malloc'd), count in *n. */
-static int32_t *golden_ids(lm_safetensors *st, const char *name, size_t *n)
-{
-    lm_tensor *t = golden(st, name);
-    *n = 0;
-    if (!t || t->dtype != LM_DTYPE_I64) {
-        test__fail(__FILE__, __LINE__, "%s: no I64 ids", name);
-        lm_tensor_free(t);
-        return NULL;
-    }
-    *n = (size_t)lm_tensor_numel(t);
-    int32_t *ids = malloc(*n * sizeof(int32_t) + 1);
-    const int64_t *p = lm_tensor_data(t);
-    for (size_t i = 0; i < *n; i++)
-        ids[i] = (int32_t)p[i];
-    lm_tensor_free(t);
-    return ids;
-}
-
 /* ---- MMDiT ---- */
 
 /* Host f32 copies of what the inspect hook showed, and how many of them were device tensors. */
@@ -237,8 +193,8 @@ static void check_mmdit_weights(const lm_mmdit *cpu, const lm_mmdit *dev)
 static void batch2(lm_safetensors *g, lm_tensor *in[4])
 {
     lm_error err;
-    lm_tensor *x = golden(g, "x"), *c = golden(g, "context"), *y = golden(g, "y");
-    lm_tensor *s0 = golden(g, "s0.sigma"), *s1 = golden(g, "s1.sigma"), *half = NULL;
+    lm_tensor *x = gold_tensor(g, "x"), *c = gold_tensor(g, "context"), *y = gold_tensor(g, "y");
+    lm_tensor *s0 = gold_tensor(g, "s0.sigma"), *s1 = gold_tensor(g, "s1.sigma"), *half = NULL;
     CHECK_OK(lm_scale(&half, x, 0.5f, 0.0f, &err), &err);
     const lm_tensor *xs[2] = { x, half }, *ss[2] = { s0, s1 }, *cs[2] = { c, c }, *ys[2] = { y, y };
     CHECK_OK(lm_concat(&in[0], xs, 2, 0, &err), &err);
@@ -255,8 +211,8 @@ static void batch2(lm_safetensors *g, lm_tensor *in[4])
 static void mmdit_runs(const lm_mmdit *cpu, const lm_mmdit *dev, lm_safetensors *g)
 {
     lm_error err;
-    lm_tensor *in[4] = { golden(g, "x"), golden(g, "s0.sigma"), golden(g, "context"),
-                         golden(g, "y") };
+    lm_tensor *in[4] = { gold_tensor(g, "x"), gold_tensor(g, "s0.sigma"), gold_tensor(g, "context"),
+                         gold_tensor(g, "y") };
     lm_tensor *b2[4] = { NULL }, *out[2] = { NULL }, *skip[2] = { NULL }, *din[4], *pre = NULL;
     taps tp[2] = { { 0 } };
     const lm_mmdit *m[2] = { cpu, dev };
@@ -295,7 +251,7 @@ static void mmdit_case(const char *ckpt_rel, const char *golden_rel)
 {
     lm_error err;
     ckpt c;
-    lm_safetensors *g = golden_open(golden_rel);
+    lm_safetensors *g = gold_open(golden_rel);
     lm_mmdit *cpu = NULL, *dev = NULL;
     memset(&c, 0, sizeof(c));
     if (!g || !ckpt_open(&c, ckpt_rel) || !c.found[LM_SD3_MMDIT]) {
@@ -335,14 +291,15 @@ void test_sd3_devices__mmdit_refuses_another_device(void)
 {
     lm_error err;
     ckpt c;
-    lm_safetensors *g = golden_open("golden/sd3m_mmdit.safetensors");
+    lm_safetensors *g = gold_open("golden/sd3m_mmdit.safetensors");
     lm_mmdit *cpu = NULL;
     if (!g || !ckpt_open(&c, checkpoints[0])) {
         lm_safetensors_close(g);
         return;
     }
-    lm_tensor *x = golden(g, "x"), *s = golden(g, "s0.sigma"), *ctx = golden(g, "context");
-    lm_tensor *y = golden(g, "y"), *dy = moved_to(y, lm_backend_loopback()), *out = NULL;
+    lm_tensor *x = gold_tensor(g, "x"), *s = gold_tensor(g, "s0.sigma"),
+              *ctx = gold_tensor(g, "context");
+    lm_tensor *y = gold_tensor(g, "y"), *dy = moved_to(y, lm_backend_loopback()), *out = NULL;
     CHECK_OK(lm_mmdit_load(&cpu, &c.w[LM_SD3_MMDIT], &err), &err);
     if (cpu && dy) {
         CHECK_INT(lm_mmdit_forward(cpu, x, s, ctx, dy, NULL, &out, &err), LM_EINVAL);
@@ -427,14 +384,14 @@ static void clip_case(int set, lm_clip_kind kind)
     size_t n = 0;
     lm_sd3_component comp = kind == LM_CLIP_KIND_L ? LM_SD3_CLIP_L : LM_SD3_CLIP_G;
     const char *name = kind == LM_CLIP_KIND_L ? "CLIP-L" : "CLIP-G";
-    lm_safetensors *g = golden_open(texts[set]);
+    lm_safetensors *g = gold_open(texts[set]);
     lm_clip *cpu = NULL, *dev = NULL;
     if (!g || !ckpt_open(&c, checkpoints[set])) {
         lm_safetensors_close(g);
         return;
     }
     int32_t *ids =
-        golden_ids(g, kind == LM_CLIP_KIND_L ? "positive.clip_l.ids" : "positive.clip_g.ids", &n);
+        gold_ids(g, kind == LM_CLIP_KIND_L ? "positive.clip_l.ids" : "positive.clip_g.ids", &n);
     size_t live0 = loopback_live();
     CHECK_OK(lm_clip_load(&cpu, &c.w[comp], kind, &err), &err);
     CHECK_OK(lm_clip_load_on(&dev, &c.w[comp], kind, lm_backend_loopback(), &err), &err);
@@ -497,13 +454,13 @@ static void t5_case(int set, const char *ids_name)
     lm_error err;
     ckpt c;
     size_t n = 0;
-    lm_safetensors *g = golden_open(texts[set]);
+    lm_safetensors *g = gold_open(texts[set]);
     lm_t5 *cpu = NULL, *dev = NULL;
     if (!g || !ckpt_open(&c, checkpoints[set])) {
         lm_safetensors_close(g);
         return;
     }
-    int32_t *ids = golden_ids(g, ids_name, &n);
+    int32_t *ids = gold_ids(g, ids_name, &n);
     size_t live0 = loopback_live();
     CHECK_OK(lm_t5_load(&cpu, &c.w[LM_SD3_T5XXL], &err), &err);
     CHECK_OK(lm_t5_load_on(&dev, &c.w[LM_SD3_T5XXL], lm_backend_loopback(), &err), &err);
@@ -542,7 +499,7 @@ void test_sd3_devices__conditioning(void)
 {
     lm_error err;
     ckpt c;
-    lm_safetensors *g = golden_open("golden/sd3m_text.safetensors");
+    lm_safetensors *g = gold_open("golden/sd3m_text.safetensors");
     if (!g || !ckpt_open(&c, checkpoints[0])) {
         lm_safetensors_close(g);
         return;
@@ -561,7 +518,7 @@ void test_sd3_devices__conditioning(void)
     for (int i = 0; i < 3; i++) {
         char name[64];
         snprintf(name, sizeof(name), "positive.%s.ids", encs[i]);
-        in[i].ids = ids[i] = golden_ids(g, name, &in[i].n);
+        in[i].ids = ids[i] = gold_ids(g, name, &in[i].n);
     }
     double *w = some_weights(in[0].n);
     in[0].weights = w;
@@ -673,13 +630,14 @@ static void vae_case(int set)
                                           "golden/sd35m_vae.safetensors" };
     lm_error err;
     ckpt c;
-    lm_safetensors *g = golden_open(golds[set]);
+    lm_safetensors *g = gold_open(golds[set]);
     lm_vae *cpu = NULL, *dev = NULL;
     if (!g || !ckpt_open(&c, checkpoints[set])) {
         lm_safetensors_close(g);
         return;
     }
-    lm_tensor *latent = golden(g, "decode.latent_scaled"), *image = golden(g, "encode.image");
+    lm_tensor *latent = gold_tensor(g, "decode.latent_scaled"),
+              *image = gold_tensor(g, "encode.image");
     size_t live0 = loopback_live();
     CHECK_OK(lm_vae_load(&cpu, &c.w[LM_SD3_VAE], &err), &err);
     CHECK_OK(lm_vae_load_on(&dev, &c.w[LM_SD3_VAE], lm_backend_loopback(), &err), &err);

@@ -22,6 +22,7 @@
 #include "nodes/sd3/models.h"
 #include "nodes/sd3/t5.h"
 #include "nodes/sd3/vae.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <math.h>
@@ -682,22 +683,7 @@ void test_sd3_diffusers__lone_diffusers_vae_file_is_detected(void)
 
 /* ---- CheckpointLoaderSimple on a folder ---- */
 
-static const char *const txt2img_yaml =
-    "nodes:\n"
-    "  ckpt: {type: CheckpointLoaderSimple, inputs: {ckpt_name: %s}}\n"
-    "  pos: {type: CLIPTextEncode, inputs: {text: a red fox in the snow, clip: {link: "
-    "ckpt.CLIP}}}\n"
-    "  neg: {type: CLIPTextEncode, inputs: {text: '', clip: {link: ckpt.CLIP}}}\n"
-    "  latent: {type: EmptySD3LatentImage, inputs: {width: 64, height: 64, batch_size: 1}}\n"
-    "  sample:\n"
-    "    type: KSampler\n"
-    "    inputs: {model: {link: ckpt.MODEL}, seed: 42, steps: 2, cfg: 4.5, sampler_name: euler,\n"
-    "             scheduler: sgm_uniform, positive: {link: pos.CONDITIONING},\n"
-    "             negative: {link: neg.CONDITIONING}, latent_image: {link: latent.LATENT},\n"
-    "             denoise: 1.0}\n"
-    "  decode: {type: VAEDecode, inputs: {samples: {link: sample.LATENT}, vae: {link: ckpt.VAE}}}\n"
-    "outputs:\n"
-    "  image: {link: decode.IMAGE}\n";
+static const char *const txt2img_yaml = SD3_TXT2IMG_YAML("%s");
 
 /* Runs txt2img with ckpt_name `name` and returns a host copy of the image. */
 static lm_tensor *run_txt2img(lm_registry *reg, const lm_env *env, const char *name)

@@ -11,6 +11,7 @@
 #include "core/io/safetensors.h"
 #include "core/tensor/ops.h"
 #include "nodes/sd3/mmdit.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -18,52 +19,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct {
-    double atol, rtol;
-} tol;
-
 /* ---- helpers ---- */
 
 typedef struct {
     lm_safetensors *golden, *ckpt;
     lm_mmdit *model;
     cJSON *config; /* the golden's config.mmdit */
-    tol tol;
+    gold_tol tol;
+    lm_tensor *x, *ctx, *y, *s0; /* the golden's inputs x, context, y and s0.sigma */
 } fixture;
 
 static void fixture_fini(fixture *f)
 {
+    lm_tensor_free(f->x);
+    lm_tensor_free(f->ctx);
+    lm_tensor_free(f->y);
+    lm_tensor_free(f->s0);
     lm_mmdit_free(f->model);
     lm_safetensors_close(f->ckpt);
     lm_safetensors_close(f->golden);
     cJSON_Delete(f->config);
     memset(f, 0, sizeof(*f));
-}
-
-static cJSON *metadata_json(const lm_safetensors *st, const char *key)
-{
-    const char *text = lm_safetensors_metadata(st, key);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    if (!j)
-        test__fail(__FILE__, __LINE__, "%s: metadata \"%s\" is missing or not JSON",
-                   lm_safetensors_path(st), key);
-    return j;
-}
-
-static tol mmdit_tol(const lm_safetensors *golden)
-{
-    tol t = { -1, -1 };
-    cJSON *root = metadata_json(golden, "tolerances");
-    cJSON *m = cJSON_GetObjectItem(root, "mmdit");
-    cJSON *a = cJSON_GetObjectItem(m, "atol"), *r = cJSON_GetObjectItem(m, "rtol");
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(r)) {
-        t.atol = a->valuedouble;
-        t.rtol = r->valuedouble;
-    } else {
-        test__fail(__FILE__, __LINE__, "no tolerances.mmdit in %s", lm_safetensors_path(golden));
-    }
-    cJSON_Delete(root);
-    return t;
 }
 
 static lm_status load_model(lm_mmdit **out, lm_safetensors **st_out, const char *path,
@@ -81,86 +57,40 @@ static lm_status load_model(lm_mmdit **out, lm_safetensors **st_out, const char 
     return lm_mmdit_load(out, &w[LM_SD3_MMDIT], err);
 }
 
-/* Opens golden/<name>, the checkpoint its config names, and loads the model. */
+/* Opens golden/<name>, the checkpoint its config names, loads the model and maps the inputs
+ * of step s0; on failure
+ * (the test failed, or the shared data is missing) frees what it made and returns false. */
 static bool fixture_init(fixture *f, const char *golden_rel)
 {
     lm_error err;
-    memset(f, 0, sizeof(*f));
-    const char *gpath = test_shared(golden_rel);
-    if (!gpath)
-        return false;
-    if (lm_safetensors_open(&f->golden, gpath, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, "open golden", err.code, &err);
-        return false;
-    }
-    cJSON *config = metadata_json(f->golden, "config");
-    const char *ckpt = cJSON_GetStringValue(cJSON_GetObjectItem(config, "checkpoint"));
     char rel[256];
-    snprintf(rel, sizeof(rel), "golden/%s", ckpt ? ckpt : "(config.checkpoint missing)");
+    memset(f, 0, sizeof(*f));
+    f->golden = gold_open(golden_rel);
+    if (!f->golden)
+        return false;
+    gold_checkpoint(f->golden, rel, sizeof(rel));
+    cJSON *config = gold_metadata(f->golden, "config");
     f->config = cJSON_DetachItemFromObject(config, "mmdit");
     cJSON_Delete(config);
-    f->tol = mmdit_tol(f->golden);
+    f->tol = gold_tolerance(f->golden, "mmdit");
     const char *cpath = test_shared(rel);
-    if (!cpath || !f->config)
-        return false;
-    if (load_model(&f->model, &f->ckpt, cpath, &err) != LM_OK) {
+    if (cpath && f->config && load_model(&f->model, &f->ckpt, cpath, &err) != LM_OK)
         test__fail_err(__FILE__, __LINE__, "load_model", err.code, &err);
+    if (!f->model) {
+        fixture_fini(f);
         return false;
     }
+    f->x = gold_tensor(f->golden, "x");
+    f->ctx = gold_tensor(f->golden, "context");
+    f->y = gold_tensor(f->golden, "y");
+    f->s0 = gold_tensor(f->golden, "s0.sigma");
     return true;
 }
 
 /* A golden tensor (mapped, F32), or NULL with a failed test when absent. */
 static lm_tensor *golden(const fixture *f, const char *name)
 {
-    lm_error err;
-    lm_tensor *t = NULL;
-    if (lm_safetensors_tensor(&t, f->golden, name, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, name, err.code, &err);
-    return t;
-}
-
-/* Compares got with want elementwise (|g - w| <= atol + rtol*|w|) and notes the max
- * absolute and relative errors. */
-static bool compare(const char *what, const lm_tensor *got, const lm_tensor *want, tol t)
-{
-    lm_error err;
-    lm_tensor *g = NULL, *w = NULL;
-    if (!got || !want || lm_tensor_numel(got) != lm_tensor_numel(want)) {
-        char dg[96] = "NULL", dw[96] = "NULL";
-        if (got)
-            lm_tensor_describe(got, dg, sizeof(dg));
-        if (want)
-            lm_tensor_describe(want, dw, sizeof(dw));
-        test__fail(__FILE__, __LINE__, "%s: got %s, golden %s", what, dg, dw);
-        return false;
-    }
-    if (lm_tensor_to_f32_host(&g, got, &err) != LM_OK ||
-        lm_tensor_to_f32_host(&w, want, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, what, err.code, &err);
-        lm_tensor_free(g);
-        return false;
-    }
-    const float *a = lm_tensor_data(g), *b = lm_tensor_data(w);
-    double max_abs = 0, max_rel = 0;
-    int64_t bad = 0, worst = 0, n = lm_tensor_numel(g);
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]), mag = fabs((double)b[i]);
-        if (!(d <= t.atol + t.rtol * mag) && bad++ == 0)
-            worst = i;
-        if (d > max_abs || d != d)
-            max_abs = d;
-        if (mag > 1e-3 && d / mag > max_rel)
-            max_rel = d / mag;
-    }
-    test_note("%-28s max abs %.3g, max rel %.3g (|g| > 1e-3)", what, max_abs, max_rel);
-    if (bad)
-        test__fail(__FILE__, __LINE__, "%s: %lld off; first [%lld] %.9g vs %.9g (atol %g rtol %g)",
-                   what, (long long)bad, (long long)worst, (double)a[worst], (double)b[worst],
-                   t.atol, t.rtol);
-    lm_tensor_free(g);
-    lm_tensor_free(w);
-    return bad == 0;
+    return gold_tensor(f->golden, name);
 }
 
 /* inspect hook: compares each intermediate with golden s0.im.<name> when present. */
@@ -177,7 +107,7 @@ static void inspect_golden(const char *name, const lm_tensor *t, void *user)
     if (!lm_safetensors_find(c->f->golden, full))
         return;
     lm_tensor *want = golden(c->f, full);
-    compare(full, t, want, c->f->tol);
+    gold_compare(full, t, want, c->f->tol);
     lm_tensor_free(want);
     c->compared++;
 }
@@ -245,12 +175,10 @@ static void golden_case(const char *golden_rel)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, golden_rel)) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, golden_rel))
         return;
-    }
     check_config(lm_mmdit_config_of(f.model), f.config);
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y;
     int steps = 0;
     for (int k = 0;; k++, steps++) {
         char name[64];
@@ -263,10 +191,10 @@ static void golden_case(const char *golden_rel)
         CHECK_OK(lm_mmdit_forward(f.model, x, sigma, ctx, y, &o, &out, &err), &err);
         CHECK_OK(lm_mmdit_denoised(&den, x, out, sigma, &err), &err);
         snprintf(name, sizeof(name), "s%d.output", k);
-        compare(name, out, want = golden(&f, name), f.tol);
+        gold_compare(name, out, want = golden(&f, name), f.tol);
         lm_tensor_free(want);
         snprintf(name, sizeof(name), "s%d.denoised", k);
-        compare(name, den, want = golden(&f, name), f.tol);
+        gold_compare(name, den, want = golden(&f, name), f.tol);
         lm_tensor_free(want);
         if (k == 0)
             CHECK_INT(ic.compared, count_prefix(f.golden, "s0.im."));
@@ -275,9 +203,6 @@ static void golden_case(const char *golden_rel)
         lm_tensor_free(den);
     }
     CHECK(steps >= 1);
-    lm_tensor_free(x);
-    lm_tensor_free(ctx);
-    lm_tensor_free(y);
     fixture_fini(&f);
 }
 
@@ -310,23 +235,22 @@ void test_sd3_mmdit__batch_of_two(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors"))
         return;
-    }
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s0 = golden(&f, "s0.sigma"), *s1 = golden(&f, "s1.sigma");
-    lm_tensor *x2 = stack2(x, x), *c2 = stack2(ctx, ctx), *y2 = stack2(y, y), *sg = stack2(s0, s1);
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y;
+    lm_tensor *s1 = golden(&f, "s1.sigma");
+    lm_tensor *x2 = stack2(x, x), *c2 = stack2(ctx, ctx), *y2 = stack2(y, y),
+              *sg = stack2(f.s0, s1);
     lm_tensor *out = NULL;
     CHECK_OK(lm_mmdit_forward(f.model, x2, sg, c2, y2, NULL, &out, &err), &err);
     for (int b = 0; out && b < 2; b++) {
         lm_tensor *half = NULL, *want = golden(&f, b ? "s1.output" : "s0.output");
         CHECK_OK(lm_tensor_view_slice(&half, out, 0, b, b + 1, &err), &err);
-        compare(b ? "batch[1] vs s1.output" : "batch[0] vs s0.output", half, want, f.tol);
+        gold_compare(b ? "batch[1] vs s1.output" : "batch[0] vs s0.output", half, want, f.tol);
         lm_tensor_free(half);
         lm_tensor_free(want);
     }
-    lm_tensor *all[] = { x, ctx, y, s0, s1, x2, c2, y2, sg, out };
+    lm_tensor *all[] = { s1, x2, c2, y2, sg, out };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         lm_tensor_free(all[i]);
     fixture_fini(&f);
@@ -344,15 +268,13 @@ void test_sd3_mmdit__split_file_is_bit_identical(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors"))
         return;
-    }
     const char *split = test_shared("golden/split/sd3m/sd3m_tiny_noenc.safetensors");
     lm_mmdit *m2 = NULL;
     lm_safetensors *st2 = NULL;
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma"), *a = NULL, *b = NULL;
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
+    lm_tensor *a = NULL, *b = NULL;
     if (split) {
         CHECK_OK(load_model(&m2, &st2, split, &err), &err);
         CHECK_OK(lm_mmdit_forward(f.model, x, s, ctx, y, NULL, &a, &err), &err);
@@ -360,7 +282,7 @@ void test_sd3_mmdit__split_file_is_bit_identical(void)
             CHECK_OK(lm_mmdit_forward(m2, x, s, ctx, y, NULL, &b, &err), &err);
         CHECK(same_bits(a, b));
     }
-    lm_tensor *all[] = { x, ctx, y, s, a, b };
+    lm_tensor *all[] = { a, b };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         lm_tensor_free(all[i]);
     lm_mmdit_free(m2);
@@ -392,13 +314,11 @@ void test_sd3_mmdit__skip_layers(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors"))
         return;
-    }
     int depth = lm_mmdit_config_of(f.model)->depth;
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma"), *plain = NULL, *none = NULL, *skip = NULL;
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
+    lm_tensor *plain = NULL, *none = NULL, *skip = NULL;
     CHECK_OK(lm_mmdit_forward(f.model, x, s, ctx, y, NULL, &plain, &err), &err);
     /* An empty list and indices the model lacks skip nothing: bit-identical output. */
     int outside[3] = { -1, depth, depth + 5 };
@@ -418,7 +338,7 @@ void test_sd3_mmdit__skip_layers(void)
     CHECK(same_bits(k.block_x[0], k.block_x[1]));
     CHECK(same_bits(k.block_ctx[0], k.block_ctx[1]));
     CHECK(plain && skip && !same_bits(plain, skip));
-    lm_tensor *all[] = { x, ctx, y, s, plain, none, skip };
+    lm_tensor *all[] = { plain, none, skip };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         lm_tensor_free(all[i]);
     for (int i = 0; i < LM_MMDIT_MAX_DEPTH; i++) {
@@ -440,20 +360,15 @@ void test_sd3_mmdit__cancel_between_blocks(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors"))
         return;
-    }
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma"), *out = NULL;
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
+    lm_tensor *out = NULL;
     int calls = 0;
     lm_mmdit_opts o = { .cancelled = cancel_after_one, .user = &calls };
     CHECK_INT(lm_mmdit_forward(f.model, x, s, ctx, y, &o, &out, &err), LM_ECANCELLED);
     CHECK(out == NULL);
     CHECK_INT(calls, 2);
-    lm_tensor *all[] = { x, ctx, y, s };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        lm_tensor_free(all[i]);
     fixture_fini(&f);
 }
 
@@ -495,10 +410,8 @@ void test_sd3_mmdit__latent_sizes(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors"))
         return;
-    }
     int p = lm_mmdit_config_of(f.model)->patch, max = lm_mmdit_max_latent(f.model);
     CHECK_OK(forward_size(f.model, 8, 12, &err), &err);
     CHECK_OK(forward_size(f.model, p, p, &err), &err);
@@ -517,12 +430,10 @@ void test_sd3_mmdit__bad_inputs(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd3m_mmdit.safetensors"))
         return;
-    }
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma"), *out = NULL;
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
+    lm_tensor *out = NULL;
     CHECK_INT(lm_mmdit_forward(f.model, x, s, ctx, ctx, NULL, &out, &err), LM_EINVAL);
     CHECK_CONTAINS(err.msg, "pooled y");
     CHECK_INT(lm_mmdit_forward(f.model, x, s, y, y, NULL, &out, &err), LM_EINVAL);
@@ -532,9 +443,6 @@ void test_sd3_mmdit__bad_inputs(void)
     CHECK_INT(lm_mmdit_forward(f.model, ctx, s, ctx, y, NULL, &out, &err), LM_EINVAL);
     CHECK_CONTAINS(err.msg, "latent x");
     CHECK(out == NULL);
-    lm_tensor *all[] = { x, ctx, y, s };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        lm_tensor_free(all[i]);
     fixture_fini(&f);
 }
 
@@ -652,12 +560,9 @@ static void *run_job(void *user)
 void test_sd3_mmdit__concurrent_forwards_agree(void)
 {
     fixture f;
-    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors"))
         return;
-    }
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma");
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
     job jobs[3];
     pthread_t th[3];
     for (int i = 0; i < 3; i++) {
@@ -672,9 +577,6 @@ void test_sd3_mmdit__concurrent_forwards_agree(void)
     }
     for (int i = 0; i < 3; i++)
         lm_tensor_free(jobs[i].out);
-    lm_tensor *all[] = { x, ctx, y, s };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        lm_tensor_free(all[i]);
     fixture_fini(&f);
 }
 
@@ -686,15 +588,13 @@ void test_sd3_mmdit__allocation_failures(void)
 {
     fixture f;
     lm_error err;
-    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors")) {
-        fixture_fini(&f);
+    if (!fixture_init(&f, "golden/sd35m_mmdit.safetensors"))
         return;
-    }
     bool found[LM_SD3_COMPONENT_COUNT];
     lm_sd3_weights w[LM_SD3_COMPONENT_COUNT];
     lm_sd3_detect(f.ckpt, found, w);
-    lm_tensor *x = golden(&f, "x"), *ctx = golden(&f, "context"), *y = golden(&f, "y");
-    lm_tensor *s = golden(&f, "s0.sigma"), *warm = NULL;
+    const lm_tensor *x = f.x, *ctx = f.ctx, *y = f.y, *s = f.s0;
+    lm_tensor *warm = NULL;
     /* One forward first: the process-wide thread pool and kernel scratch are made lazily,
      * and their allocation failures are the tensor runtime's to test. */
     CHECK_OK(lm_mmdit_forward(f.model, x, s, ctx, y, NULL, &warm, &err), &err);
@@ -718,8 +618,5 @@ void test_sd3_mmdit__allocation_failures(void)
     }
     test_note("walked %d allocation failures", n);
     CHECK(n < 20000);
-    lm_tensor *all[] = { x, ctx, y, s };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        lm_tensor_free(all[i]);
     fixture_fini(&f);
 }

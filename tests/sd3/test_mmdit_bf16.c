@@ -12,6 +12,7 @@
 #include "core/tensor/ops.h"
 #include "core/tensor/precision.h"
 #include "nodes/sd3/mmdit.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -21,64 +22,14 @@
 #define BF16_ATOL 5e-2
 #define BF16_RTOL 2e-2
 
-/* Compares got with want elementwise; notes max abs/rel errors; fails naming the first
- * element off. */
-static void compare(const char *what, const lm_tensor *got, const lm_tensor *want)
-{
-    lm_error err;
-    lm_tensor *g = NULL, *w = NULL;
-    if (!got || !want || lm_tensor_numel(got) != lm_tensor_numel(want)) {
-        test__fail(__FILE__, __LINE__, "%s: missing result or size mismatch", what);
-        return;
-    }
-    if (lm_tensor_to_f32_host(&g, got, &err) != LM_OK ||
-        lm_tensor_to_f32_host(&w, want, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, what, err.code, &err);
-        lm_tensor_free(g);
-        return;
-    }
-    const float *a = lm_tensor_data(g), *b = lm_tensor_data(w);
-    double max_abs = 0, max_rel = 0, used = 0, se = 0, sg = 0;
-    int64_t bad = 0, worst = 0, n = lm_tensor_numel(g);
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]), mag = fabs((double)b[i]);
-        if (!(d <= BF16_ATOL + BF16_RTOL * mag) && bad++ == 0)
-            worst = i;
-        max_abs = d > max_abs || d != d ? d : max_abs;
-        max_rel = mag > 1e-3 && d / mag > max_rel ? d / mag : max_rel;
-        used = d / (BF16_ATOL + BF16_RTOL * mag) > used ? d / (BF16_ATOL + BF16_RTOL * mag) : used;
-        se += d * d;
-        sg += mag * mag;
-    }
-    test_note("%-12s max abs %.3g, max rel %.3g (|g| > 1e-3), rms err/rms golden %.2g, "
-              "%.0f%% of the tolerance",
-              what, max_abs, max_rel, sqrt(se / (sg > 0 ? sg : 1)), 100 * used);
-    if (bad)
-        test__fail(__FILE__, __LINE__, "%s: %lld off; first [%lld] %.9g vs %.9g (atol %g rtol %g)",
-                   what, (long long)bad, (long long)worst, (double)a[worst], (double)b[worst],
-                   BF16_ATOL, BF16_RTOL);
-    lm_tensor_free(g);
-    lm_tensor_free(w);
-}
-
-static lm_tensor *golden(lm_safetensors *st, const char *name)
-{
-    lm_error err;
-    lm_tensor *t = NULL;
-    if (lm_safetensors_tensor(&t, st, name, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, name, err.code, &err);
-    return t;
-}
+static const gold_tol bf16_tol = { BF16_ATOL, BF16_RTOL };
 
 /* Loads the model the golden's config names (NULL with a failed test when it cannot). */
 static lm_mmdit *load_for(lm_safetensors *gold, lm_safetensors **ckpt)
 {
     lm_error err;
-    cJSON *config = cJSON_Parse(lm_safetensors_metadata(gold, "config"));
-    const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(config, "checkpoint"));
     char rel[256];
-    snprintf(rel, sizeof(rel), "golden/%s", name ? name : "(config.checkpoint missing)");
-    cJSON_Delete(config);
+    gold_checkpoint(gold, rel, sizeof(rel));
     const char *path = test_shared(rel);
     if (!path)
         return NULL;
@@ -103,13 +54,12 @@ static void golden_bf16(const char *golden_rel)
         test_note("skipped: this CPU lacks AVX512-BF16");
         return;
     }
-    const char *gpath = test_shared(golden_rel);
-    lm_safetensors *gold = NULL, *ckpt = NULL;
-    if (!gpath)
+    lm_safetensors *gold = gold_open(golden_rel), *ckpt = NULL;
+    if (!gold)
         return;
-    REQUIRE_OK(lm_safetensors_open(&gold, gpath, &err), &err);
     lm_mmdit *m = load_for(gold, &ckpt);
-    lm_tensor *x = golden(gold, "x"), *ctx = golden(gold, "context"), *y = golden(gold, "y");
+    lm_tensor *x = gold_tensor(gold, "x"), *ctx = gold_tensor(gold, "context"),
+              *y = gold_tensor(gold, "y");
     int steps = 0;
     lm_precision_set(LM_PRECISION_BF16);
     for (int k = 0; m && x && ctx && y; k++, steps++) {
@@ -117,14 +67,14 @@ static void golden_bf16(const char *golden_rel)
         snprintf(name, sizeof(name), "s%d.sigma", k);
         if (!lm_safetensors_find(gold, name))
             break;
-        lm_tensor *sigma = golden(gold, name), *out = NULL, *den = NULL, *want = NULL;
+        lm_tensor *sigma = gold_tensor(gold, name), *out = NULL, *den = NULL, *want = NULL;
         CHECK_OK(lm_mmdit_forward(m, x, sigma, ctx, y, NULL, &out, &err), &err);
         CHECK_OK(lm_mmdit_denoised(&den, x, out, sigma, &err), &err);
         snprintf(name, sizeof(name), "s%d.output", k);
-        compare(name, out, want = golden(gold, name));
+        gold_compare(name, out, want = gold_tensor(gold, name), bf16_tol);
         lm_tensor_free(want);
         snprintf(name, sizeof(name), "s%d.denoised", k);
-        compare(name, den, want = golden(gold, name));
+        gold_compare(name, den, want = gold_tensor(gold, name), bf16_tol);
         lm_tensor_free(want);
         lm_tensor_free(sigma);
         lm_tensor_free(out);

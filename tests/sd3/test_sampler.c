@@ -16,15 +16,12 @@
 #include "nodes/sd3/mmdit.h"
 #include "nodes/sd3/sampler.h"
 #include "nodes/sd3/vae.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-typedef struct {
-    double atol, rtol;
-} tol;
 
 /* s(u) = shift*u / (1 + (shift-1)*u) in double: the closed form every schedule builds on. */
 static double shift_d(double shift, double u)
@@ -36,6 +33,16 @@ static double shift_d(double shift, double u)
 static double table_d(double shift, int i)
 {
     return shift_d(shift, (i + 1) / 1000.0);
+}
+
+/* want[0..n-1]: timesteps from 1000 down toward 1000*s(0.001) in steps of 1/div of that span,
+ * each shifted (normal and sgm_uniform, in double); want[n] = 0. */
+static void uniform_shifted(double *want, double shift, int n, int div)
+{
+    double end = 1000.0 * shift_d(shift, 0.001);
+    for (int i = 0; i < n; i++)
+        want[i] = shift_d(shift, (1000.0 + (end - 1000.0) * i / div) / 1000.0);
+    want[n] = 0;
 }
 
 static void check_sigmas(const char *what, const lm_sigmas *got, const double *want, int n,
@@ -109,46 +116,10 @@ void test_sd3_sampler__names(void)
 
 /* ---- golden schedules ---- */
 
-static cJSON *metadata_json(const lm_safetensors *st, const char *key)
-{
-    const char *text = lm_safetensors_metadata(st, key);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    if (!j)
-        test__fail(__FILE__, __LINE__, "%s: metadata \"%s\" is missing or not JSON",
-                   lm_safetensors_path(st), key);
-    return j;
-}
-
-static tol golden_tol(const lm_safetensors *st, const char *group)
-{
-    tol t = { 0, 0 };
-    cJSON *root = metadata_json(st, "tolerances");
-    cJSON *g = cJSON_GetObjectItem(root, group);
-    cJSON *a = cJSON_GetObjectItem(g, "atol"), *r = cJSON_GetObjectItem(g, "rtol");
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(r)) {
-        t.atol = a->valuedouble;
-        t.rtol = r->valuedouble;
-    } else {
-        test__fail(__FILE__, __LINE__, "%s: no tolerances.%s", lm_safetensors_path(st), group);
-    }
-    cJSON_Delete(root);
-    return t;
-}
-
-static double param_num(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(obj, key);
-    if (!cJSON_IsNumber(v)) {
-        test__fail(__FILE__, __LINE__, "params: \"%s\" is missing", key);
-        return 0;
-    }
-    return v->valuedouble;
-}
-
 /* Compares host floats with golden tensor `name` (its row `row` along dim 0 when row >= 0);
  * notes the max abs / rel error. */
 static bool compare_row(const char *what, const float *got, int64_t n, lm_safetensors *st,
-                        const char *name, int row, tol t)
+                        const char *name, int row, gold_tol t)
 {
     lm_error err;
     lm_tensor *g = NULL, *r = NULL, *h = NULL;
@@ -164,38 +135,24 @@ static bool compare_row(const char *what, const float *got, int64_t n, lm_safete
         test__fail_err(__FILE__, __LINE__, name, err.code, &err);
         return false;
     }
-    const float *w = lm_tensor_data(h);
     bool ok = lm_tensor_numel(h) == n;
-    double max_abs = 0, max_rel = 0;
-    int64_t bad = 0, worst = 0;
-    for (int64_t i = 0; ok && i < n; i++) {
-        double d = fabs((double)got[i] - (double)w[i]), mag = fabs((double)w[i]);
-        if (!(d <= t.atol + t.rtol * mag) && bad++ == 0)
-            worst = i;
-        max_abs = fmax(max_abs, d);
-        if (mag > 1e-3)
-            max_rel = fmax(max_rel, d / mag);
-    }
     if (!ok)
         test__fail(__FILE__, __LINE__, "%s: %lld values, golden %s has %lld", what, (long long)n,
                    name, (long long)lm_tensor_numel(h));
-    else if (bad)
-        test__fail(__FILE__, __LINE__, "%s: %lld off; first [%lld] %.9g vs %.9g (atol %g rtol %g)",
-                   what, (long long)bad, (long long)worst, (double)got[worst], (double)w[worst],
-                   t.atol, t.rtol);
-    test_note("%-34s max abs %.3g, max rel %.3g (|g| > 1e-3)", what, max_abs, max_rel);
+    else
+        ok = gold_compare_floats(what, got, lm_tensor_data(h), n, t);
     lm_tensor_free(h);
-    return ok && bad == 0;
+    return ok;
 }
 
 static bool compare_floats(const char *what, const float *got, int64_t n, lm_safetensors *st,
-                           const char *name, tol t)
+                           const char *name, gold_tol t)
 {
     return compare_row(what, got, n, st, name, -1, t);
 }
 
 static bool compare_tensor_row(const char *what, const lm_tensor *got, lm_safetensors *st,
-                               const char *name, int row, tol t)
+                               const char *name, int row, gold_tol t)
 {
     lm_error err;
     lm_tensor *h = NULL;
@@ -209,33 +166,23 @@ static bool compare_tensor_row(const char *what, const lm_tensor *got, lm_safete
 }
 
 static bool compare_tensor(const char *what, const lm_tensor *got, lm_safetensors *st,
-                           const char *name, tol t)
+                           const char *name, gold_tol t)
 {
     return compare_tensor_row(what, got, st, name, -1, t);
-}
-
-static lm_safetensors *open_golden(const char *rel)
-{
-    lm_error err;
-    lm_safetensors *st = NULL;
-    const char *path = test_shared(rel);
-    if (path && lm_safetensors_open(&st, path, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, path, err.code, &err);
-    return st;
 }
 
 static void golden_schedule_case(const char *rel)
 {
     lm_error err;
-    lm_safetensors *st = open_golden(rel);
+    lm_safetensors *st = gold_open(rel);
     if (!st)
         return;
-    cJSON *params = metadata_json(st, "params");
-    tol t = golden_tol(st, "schedule");
+    cJSON *params = gold_metadata(st, "params");
+    gold_tol t = gold_tolerance(st, "schedule");
     const cJSON *t2i = cJSON_GetObjectItem(params, "txt2img");
     const cJSON *i2i = cJSON_GetObjectItem(params, "img2img");
-    lm_model_sampling ms = { .shift = param_num(t2i, "shift") };
-    int steps = (int)param_num(t2i, "steps");
+    lm_model_sampling ms = { .shift = gold_param(t2i, "shift") };
+    int steps = (int)gold_param(t2i, "steps");
     lm_sigmas s = { 0 };
     CHECK_OK(lm_scheduler_sigmas(&s, &ms, LM_SCHEDULE_REFERENCE, steps, &err), &err);
     compare_floats("txt2img.sigmas (reference)", s.sigma, s.count, st, "txt2img.sigmas", t);
@@ -246,10 +193,10 @@ static void golden_schedule_case(const char *rel)
     CHECK_OK(lm_scheduler_sigmas(&s, &ms, LM_SCHEDULE_NORMAL, steps, &err), &err);
     compare_floats("txt2img.sigmas (ComfyUI normal)", s.sigma, s.count, st, "txt2img.sigmas", t);
 
-    ms.shift = param_num(i2i, "shift");
-    steps = (int)param_num(i2i, "steps");
-    double denoise = param_num(i2i, "denoise");
-    CHECK_INT(lm_scheduler_strength_start(steps, denoise), (int)param_num(i2i, "start_index"));
+    ms.shift = gold_param(i2i, "shift");
+    steps = (int)gold_param(i2i, "steps");
+    double denoise = gold_param(i2i, "denoise");
+    CHECK_INT(lm_scheduler_strength_start(steps, denoise), (int)gold_param(i2i, "start_index"));
     CHECK_OK(lm_scheduler_sigmas(&s, &ms, LM_SCHEDULE_REFERENCE, steps, &err), &err);
     compare_floats("img2img.sigmas_full", s.sigma, s.count, st, "img2img.sigmas_full", t);
     CHECK_OK(lm_scheduler_strength(&s, &ms, LM_SCHEDULE_REFERENCE, steps, denoise, &err), &err);
@@ -276,10 +223,8 @@ void test_sd3_sampler__normal_double_shift(void)
     /* README: shift 3, 4 steps: 1, 0.8577, 0.6022, 0.00893, 0 (0.00299 without the double
      * shift); closed form: uniform timesteps from 1000 to 1000*s(0.001), each shifted. */
     lm_sigmas s = schedule(LM_SCHEDULE_NORMAL, 3.0, 4);
-    double end = 1000.0 * shift_d(3.0, 0.001), want[5];
-    for (int i = 0; i < 4; i++)
-        want[i] = shift_d(3.0, (1000.0 + (end - 1000.0) * i / 3.0) / 1000.0);
-    want[4] = 0;
+    double want[5];
+    uniform_shifted(want, 3.0, 4, 3);
     check_sigmas("normal", &s, want, 5, 1e-6);
     CHECK_NEAR(s.sigma[1], 0.8577, 1e-4);
     CHECK_NEAR(s.sigma[2], 0.6022, 1e-4);
@@ -311,10 +256,8 @@ void test_sd3_sampler__sgm_uniform(void)
     /* steps+1 uniform timesteps, the last (double-shifted) one dropped */
     int steps = 5;
     lm_sigmas s = schedule(LM_SCHEDULE_SGM_UNIFORM, 3.0, steps);
-    double end = 1000.0 * shift_d(3.0, 0.001), want[6];
-    for (int i = 0; i < steps; i++)
-        want[i] = shift_d(3.0, (1000.0 + (end - 1000.0) * i / steps) / 1000.0);
-    want[steps] = 0;
+    double want[6];
+    uniform_shifted(want, 3.0, steps, steps);
     check_sigmas("sgm_uniform", &s, want, steps + 1, 1e-6);
     lm_sigmas_fini(&s);
 }
@@ -776,11 +719,11 @@ void test_sd3_sampler__ancestral_noise(void)
 void test_sd3_sampler__initial_noise_is_torch_randn(void)
 {
     lm_error err;
-    lm_safetensors *st = open_golden("golden/sd3m_sample.safetensors");
+    lm_safetensors *st = gold_open("golden/sd3m_sample.safetensors");
     if (!st)
         return;
-    cJSON *params = metadata_json(st, "params");
-    int seed = (int)param_num(cJSON_GetObjectItem(params, "txt2img"), "seed");
+    cJSON *params = gold_metadata(st, "params");
+    int seed = (int)gold_param(cJSON_GetObjectItem(params, "txt2img"), "seed");
     const lm_safetensors_entry *e = lm_safetensors_find(st, "txt2img.noise");
     REQUIRE(e);
     int64_t shape[4];
@@ -788,7 +731,8 @@ void test_sd3_sampler__initial_noise_is_torch_randn(void)
         shape[i] = e->shape[i];
     lm_tensor *noise = NULL;
     REQUIRE_OK(lm_sampler_noise(&noise, (uint64_t)seed, e->ndim, shape, NULL, &err), &err);
-    compare_tensor("txt2img.noise from the seed", noise, st, "txt2img.noise", (tol){ 1e-6, 0 });
+    compare_tensor("txt2img.noise from the seed", noise, st, "txt2img.noise",
+                   (gold_tol){ 1e-6, 0 });
     lm_tensor_free(noise);
     cJSON_Delete(params);
     lm_safetensors_close(st);
@@ -1154,7 +1098,7 @@ static lm_status mmdit_model(lm_tensor **out, const lm_tensor *x, float sigma,
 typedef struct {
     lm_safetensors *st;
     const char *prefix; /* "txt2img.euler" */
-    tol t;
+    gold_tol t;
     int steps;
     bool has_x;
 } golden_steps;
@@ -1182,7 +1126,7 @@ typedef struct {
     lm_vae *vae;
     golden_cond pos, neg;
     cJSON *params;
-    tol t, vae_tol;
+    gold_tol t, vae_tol;
 } e2e;
 
 static void e2e_fini(e2e *f)
@@ -1226,20 +1170,15 @@ static bool e2e_init(e2e *f, const char *flavour)
     lm_error err;
     char rel[128];
     memset(f, 0, sizeof(*f));
-    snprintf(rel, sizeof(rel), "golden/%s_sample.safetensors", flavour);
-    f->golden = open_golden(rel);
-    snprintf(rel, sizeof(rel), "golden/%s_text.safetensors", flavour);
-    f->text = open_golden(rel);
+    f->golden = gold_open_set(flavour, "sample");
+    f->text = gold_open_set(flavour, "text");
     if (!f->golden || !f->text)
         return false;
-    cJSON *config = metadata_json(f->golden, "config");
-    const char *ck = cJSON_GetStringValue(cJSON_GetObjectItem(config, "checkpoint"));
-    snprintf(rel, sizeof(rel), "golden/%s", ck ? ck : "(config.checkpoint missing)");
-    cJSON_Delete(config);
-    f->ckpt = open_golden(rel);
-    f->params = metadata_json(f->golden, "params");
-    f->t = golden_tol(f->golden, "sampling");
-    f->vae_tol = golden_tol(f->golden, "vae");
+    gold_checkpoint(f->golden, rel, sizeof(rel));
+    f->ckpt = gold_open(rel);
+    f->params = gold_metadata(f->golden, "params");
+    f->t = gold_tolerance(f->golden, "sampling");
+    f->vae_tol = gold_tolerance(f->golden, "vae");
     if (!f->ckpt || !f->params)
         return false;
     lm_status st = e2e_load(f, &err);
@@ -1290,8 +1229,8 @@ static void e2e_opts(lm_sample_opts *o, e2e *f, const cJSON *p, const lm_sigmas 
 {
     lm_sampler_opts_init(o);
     o->sigmas = s->sigma, o->n_sigmas = s->count;
-    o->sampling.shift = param_num(p, "shift");
-    o->cfg = param_num(p, "cfg");
+    o->sampling.shift = gold_param(p, "shift");
+    o->cfg = gold_param(p, "cfg");
     o->positive = pos, o->n_positive = 1, o->negative = neg, o->n_negative = 1;
     o->model = mmdit_model, o->model_user = f->model;
     o->on_step = check_step, o->user = gs;
@@ -1306,11 +1245,11 @@ static void e2e_run(e2e *f, const char *mode, const char *sampler_name)
     char name[96], prefix[64];
     const cJSON *p = cJSON_GetObjectItem(f->params, mode);
     bool i2i = strcmp(mode, "img2img") == 0;
-    lm_model_sampling ms = { .shift = param_num(p, "shift") };
-    int steps = (int)param_num(p, "steps");
+    lm_model_sampling ms = { .shift = gold_param(p, "shift") };
+    int steps = (int)gold_param(p, "steps");
     lm_sigmas s = { 0 };
     lm_status st = i2i ? lm_scheduler_strength(&s, &ms, LM_SCHEDULE_REFERENCE, steps,
-                                               param_num(p, "denoise"), &err)
+                                               gold_param(p, "denoise"), &err)
                        : lm_scheduler_sigmas(&s, &ms, LM_SCHEDULE_REFERENCE, steps, &err);
     snprintf(prefix, sizeof(prefix), "%s.%s", mode, sampler_name);
     lm_sample_cond pos = LM_SAMPLE_COND(&f->pos), neg = LM_SAMPLE_COND(&f->neg);

@@ -15,6 +15,7 @@
 #include "nodes/sd3/conditioner.h"
 #include "nodes/sd3/t5.h"
 #include "nodes/sd3/weights.h"
+#include "tests/sd3/sd3_fixture.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -28,7 +29,7 @@
 typedef struct {
     lm_safetensors *golden, *ckpt;
     cJSON *config, *tensors;
-    double atol, rtol;
+    gold_tol tol; /* tolerances.text */
     lm_sd3_weights w[LM_SD3_COMPONENT_COUNT];
     lm_clip *clip_l, *clip_g;
     lm_t5 *t5;
@@ -37,16 +38,6 @@ typedef struct {
 } golden_set;
 
 /* ---- golden file helpers ---- */
-
-static cJSON *metadata_json(lm_safetensors *st, const char *key)
-{
-    const char *text = lm_safetensors_metadata(st, key);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    if (!j)
-        test__fail(__FILE__, __LINE__, "%s: metadata \"%s\" is missing or not JSON",
-                   lm_safetensors_path(st), key);
-    return j;
-}
 
 static double json_num(const cJSON *obj, const char *key)
 {
@@ -65,34 +56,34 @@ static bool is_input(const golden_set *s, const char *name)
     return strncmp(json_str(s->tensors, name), "INPUT", 5) == 0;
 }
 
+/* Golden tensor `name`, or NULL (the test goes on) when the file has none. */
 static lm_tensor *golden_tensor(golden_set *s, const char *name)
 {
-    lm_error err;
-    lm_tensor *t = NULL;
-    if (!lm_safetensors_find(s->golden, name))
-        return NULL;
-    if (lm_safetensors_tensor(&t, s->golden, name, &err) != LM_OK)
-        test__fail_err(__FILE__, __LINE__, name, err.code, &err);
-    return t;
+    return lm_safetensors_find(s->golden, name) ? gold_tensor(s->golden, name) : NULL;
 }
 
-/* The ids of an I64 golden tensor as int32 (malloc'd), count in *n. */
-static int32_t *golden_ids(golden_set *s, const char *name, size_t *n)
+/* The three id sets "<case>.clip_l.ids", "<case>.clip_g.ids", "<case>.t5xxl.ids". */
+typedef struct {
+    lm_sd3_text_ids in[3];
+    int32_t *ids[3];
+} case_ids;
+
+static void case_ids_load(golden_set *s, const char *cas, case_ids *c)
 {
-    lm_tensor *t = golden_tensor(s, name);
-    *n = 0;
-    if (!t || t->dtype != LM_DTYPE_I64) {
-        test__fail(__FILE__, __LINE__, "%s: no I64 ids", name);
-        lm_tensor_free(t);
-        return NULL;
+    const char *encs[3] = { "clip_l", "clip_g", "t5xxl" };
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < 3; i++) {
+        char name[160];
+        snprintf(name, sizeof(name), "%s.%s.ids", cas, encs[i]);
+        c->ids[i] = gold_ids(s->golden, name, &c->in[i].n);
+        c->in[i].ids = c->ids[i];
     }
-    *n = (size_t)lm_tensor_numel(t);
-    int32_t *ids = malloc(*n * sizeof(int32_t) + 1);
-    const int64_t *p = lm_tensor_data(t);
-    for (size_t i = 0; i < *n; i++)
-        ids[i] = (int32_t)p[i];
-    lm_tensor_free(t);
-    return ids;
+}
+
+static void case_ids_free(case_ids *c)
+{
+    for (int i = 0; i < 3; i++)
+        free(c->ids[i]);
 }
 
 static void mark_checked(golden_set *s, const char *name)
@@ -102,51 +93,11 @@ static void mark_checked(golden_set *s, const char *name)
         s->checked[s->n_checked++] = e->name; /* borrowed from the open set */
 }
 
-static bool shapes_equal(const lm_tensor *a, const lm_tensor *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int d = 0; d < a->ndim; d++)
-        if (a->shape[d] != b->shape[d])
-            return false;
-    return true;
-}
-
-/* Compares got with the golden tensor g under the file's tolerance, printing max abs/rel. */
+/* Compares got with the golden tensor g under the file's tolerance, at g's shape. */
 static void compare_to(golden_set *s, const char *what, const lm_tensor *got, const lm_tensor *g)
 {
-    lm_error err;
-    lm_tensor *h = NULL, *gh = NULL;
-    if (!got || !shapes_equal(got, g)) {
-        test__fail(__FILE__, __LINE__, "%s: result missing or of the wrong shape", what);
-        return;
-    }
-    if (lm_tensor_to_f32_host(&h, got, &err) != LM_OK ||
-        lm_tensor_to_f32_host(&gh, g, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, what, err.code, &err);
-        lm_tensor_free(h);
-        return;
-    }
-    const float *c = lm_tensor_data(h), *r = lm_tensor_data(gh);
-    double max_abs = 0, max_rel = 0, worst = 0;
-    int64_t bad = -1, n = lm_tensor_numel(g);
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)c[i] - (double)r[i]);
-        max_abs = d > max_abs ? d : max_abs;
-        if (r[i] != 0 && d / fabs((double)r[i]) > max_rel)
-            max_rel = d / fabs((double)r[i]);
-        double allowed = s->atol + s->rtol * fabs((double)r[i]);
-        worst = d / allowed > worst ? d / allowed : worst;
-        if (!(d <= allowed) && bad < 0)
-            bad = i;
-    }
-    test_note("%s: max abs %.3g, max rel %.3g, worst %.2f%% of the tolerance", what, max_abs,
-              max_rel, 100 * worst);
-    if (bad >= 0)
-        test__fail(__FILE__, __LINE__, "%s: element %lld is %.9g, golden %.9g (atol %g rtol %g)",
-                   what, (long long)bad, (double)c[bad], (double)r[bad], s->atol, s->rtol);
-    lm_tensor_free(h);
-    lm_tensor_free(gh);
+    if (gold_same_shape(what, got, g))
+        gold_compare(what, got, g, s->tol);
 }
 
 /* Compares got with golden tensor `name` (when the file has it). */
@@ -189,36 +140,6 @@ static void load_encoders(golden_set *s, lm_safetensors *st)
     CHECK_OK(lm_t5_load(&s->t5, &s->w[LM_SD3_T5XXL], &err), &err);
 }
 
-/* Opens a golden file, the checkpoint its config names, and the three encoders. */
-static bool set_open(golden_set *s, const char *rel)
-{
-    lm_error err;
-    memset(s, 0, sizeof(*s));
-    const char *path = test_shared(rel);
-    if (!path || lm_safetensors_open(&s->golden, path, &err) != LM_OK) {
-        CHECK(path == NULL);
-        return false;
-    }
-    s->config = metadata_json(s->golden, "config");
-    s->tensors = metadata_json(s->golden, "tensors");
-    cJSON *tol = metadata_json(s->golden, "tolerances");
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(tol, "text");
-    s->atol = json_num(text, "atol");
-    s->rtol = json_num(text, "rtol");
-    cJSON_Delete(tol);
-    char ck[256];
-    snprintf(ck, sizeof(ck), "golden/%s", json_str(s->config, "checkpoint"));
-    const char *ckpath = test_shared(ck);
-    if (!s->config || !s->tensors || s->atol < 0 || s->rtol < 0 || !ckpath)
-        return false;
-    if (lm_safetensors_open(&s->ckpt, ckpath, &err) != LM_OK) {
-        test__fail_err(__FILE__, __LINE__, ckpath, err.code, &err);
-        return false;
-    }
-    load_encoders(s, s->ckpt);
-    return s->clip_l && s->clip_g && s->t5;
-}
-
 static void set_close(golden_set *s)
 {
     lm_clip_free(s->clip_l);
@@ -228,6 +149,29 @@ static void set_close(golden_set *s)
     cJSON_Delete(s->tensors);
     lm_safetensors_close(s->ckpt);
     lm_safetensors_close(s->golden);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Opens a golden file, the checkpoint its config names, and the three encoders; on failure
+ * (the test failed, or the shared data is missing) closes what it opened and returns false. */
+static bool set_open(golden_set *s, const char *rel)
+{
+    memset(s, 0, sizeof(*s));
+    s->golden = gold_open(rel);
+    if (s->golden) {
+        s->config = gold_metadata(s->golden, "config");
+        s->tensors = gold_metadata(s->golden, "tensors");
+        s->tol = gold_tolerance(s->golden, "text");
+        char ck[256];
+        gold_checkpoint(s->golden, ck, sizeof(ck));
+        if (s->config && s->tensors && s->tol.atol >= 0 && s->tol.rtol >= 0)
+            s->ckpt = gold_open(ck);
+    }
+    if (s->ckpt)
+        load_encoders(s, s->ckpt);
+    if (!(s->clip_l && s->clip_g && s->t5))
+        set_close(s);
+    return s->clip_l && s->clip_g && s->t5;
 }
 
 /* ---- golden cases ---- */
@@ -238,7 +182,7 @@ static void clip_case(golden_set *s, const char *cas, const char *enc)
     char name[160];
     size_t n;
     snprintf(name, sizeof(name), "%s.%s.ids", cas, enc);
-    int32_t *ids = golden_ids(s, name, &n);
+    int32_t *ids = gold_ids(s->golden, name, &n);
     lm_clip *clip = strcmp(enc, "clip_l") == 0 ? s->clip_l : s->clip_g;
     lm_clip_hidden h;
     lm_tensor *pen = NULL, *pooled = NULL;
@@ -275,7 +219,7 @@ static void t5_case(golden_set *s, const char *cas)
     char name[160];
     size_t n;
     snprintf(name, sizeof(name), "%s.t5xxl.ids", cas);
-    int32_t *ids = golden_ids(s, name, &n);
+    int32_t *ids = gold_ids(s->golden, name, &n);
     lm_tensor *out = NULL, *emb = NULL, *bias = NULL;
     if (ids && s->t5) {
         CHECK_OK(lm_t5_encode(s->t5, ids, n, NULL, &out, &err), &err);
@@ -298,19 +242,12 @@ static void t5_case(golden_set *s, const char *cas)
 static void condition_case(golden_set *s, const char *cas)
 {
     lm_error err;
-    const char *encs[3] = { "clip_l", "clip_g", "t5xxl" };
-    int32_t *ids[3] = { 0 };
-    lm_sd3_text_ids in[3] = { { 0 } };
-    for (int i = 0; i < 3; i++) {
-        char name[160];
-        snprintf(name, sizeof(name), "%s.%s.ids", cas, encs[i]);
-        ids[i] = golden_ids(s, name, &in[i].n);
-        in[i].ids = ids[i];
-    }
+    case_ids c;
+    case_ids_load(s, cas, &c);
     lm_tensor *ctx = NULL, *y = NULL;
-    if (ids[0] && ids[1] && ids[2]) {
-        CHECK_OK(lm_sd3_condition(s->clip_l, s->clip_g, s->t5, &in[0], &in[1], &in[2], NULL, &ctx,
-                                  &y, &err),
+    if (c.ids[0] && c.ids[1] && c.ids[2]) {
+        CHECK_OK(lm_sd3_condition(s->clip_l, s->clip_g, s->t5, &c.in[0], &c.in[1], &c.in[2], NULL,
+                                  &ctx, &y, &err),
                  &err);
         char name[160];
         snprintf(name, sizeof(name), "%s.context", cas);
@@ -320,8 +257,7 @@ static void condition_case(golden_set *s, const char *cas)
     }
     lm_tensor_free(ctx);
     lm_tensor_free(y);
-    for (int i = 0; i < 3; i++)
-        free(ids[i]);
+    case_ids_free(&c);
 }
 
 /* "t5.buckets_<n>": the bucket table, exactly. */
@@ -339,7 +275,7 @@ static void buckets_case(golden_set *s, const char *name)
     CHECK_OK(lm_t5_buckets(&b, lm_backend_cpu(), g->shape[0], g->shape[1], c->num_buckets,
                            c->max_distance, true, &err),
              &err);
-    bool same = b && shapes_equal(b, g) &&
+    bool same = b && gold_shapes_equal(b, g) &&
                 memcmp(lm_tensor_data(b), lm_tensor_data(g), lm_tensor_nbytes(g)) == 0;
     test_note("%s: %s", name, same ? "identical" : "DIFFERENT");
     CHECK(same);
@@ -470,7 +406,7 @@ static lm_tensor *host(const lm_tensor *t)
 /* True when a and b have the same shape and bits. */
 static bool identical(const lm_tensor *a, const lm_tensor *b)
 {
-    if (!a || !b || !shapes_equal(a, b))
+    if (!a || !b || !gold_shapes_equal(a, b))
         return false;
     lm_tensor *ha = host(a), *hb = host(b);
     bool same =
@@ -552,15 +488,9 @@ static lm_safetensors *open_split(golden_set *s, const char *file)
 static void split_compare_case(golden_set *s, const golden_set *sp, const char *cas)
 {
     lm_error err;
-    const char *encs[3] = { "clip_l", "clip_g", "t5xxl" };
-    int32_t *ids[3] = { 0 };
-    lm_sd3_text_ids in[3] = { { 0 } };
-    for (int i = 0; i < 3; i++) {
-        char name[160];
-        snprintf(name, sizeof(name), "%s.%s.ids", cas, encs[i]);
-        ids[i] = golden_ids(s, name, &in[i].n);
-        in[i].ids = ids[i];
-    }
+    case_ids c;
+    case_ids_load(s, cas, &c);
+    const lm_sd3_text_ids *in = c.in;
     lm_tensor *c1 = NULL, *y1 = NULL, *c2 = NULL, *y2 = NULL;
     CHECK_OK(
         lm_sd3_condition(s->clip_l, s->clip_g, s->t5, &in[0], &in[1], &in[2], NULL, &c1, &y1, &err),
@@ -574,8 +504,7 @@ static void split_compare_case(golden_set *s, const golden_set *sp, const char *
     lm_tensor *tensors[4] = { c1, y1, c2, y2 };
     for (int i = 0; i < 4; i++)
         lm_tensor_free(tensors[i]);
-    for (int i = 0; i < 3; i++)
-        free(ids[i]);
+    case_ids_free(&c);
 }
 
 static void split_run(const char *rel)
@@ -630,10 +559,8 @@ void test_sd3_text__two_chunks(void)
 {
     lm_error err;
     golden_set s;
-    if (!set_open(&s, "golden/sd3m_text.safetensors")) {
-        set_close(&s);
+    if (!set_open(&s, "golden/sd3m_text.safetensors"))
         return;
-    }
     const char *encs[2] = { "clip_l", "clip_g" };
     lm_clip *clips[2] = { s.clip_l, s.clip_g };
     for (int e = 0; e < 2; e++) {
@@ -641,7 +568,7 @@ void test_sd3_text__two_chunks(void)
         size_t na, nb;
         snprintf(a, sizeof(a), "positive.%s.ids", encs[e]);
         snprintf(b, sizeof(b), "clip_full75.%s.ids", encs[e]);
-        int32_t *ia = golden_ids(&s, a, &na), *ib = golden_ids(&s, b, &nb);
+        int32_t *ia = gold_ids(s.golden, a, &na), *ib = gold_ids(s.golden, b, &nb);
         int32_t *ids = concat_ids(ia, na, ib, nb);
         lm_tensor *pen = NULL, *pooled = NULL;
         CHECK_OK(lm_clip_encode(clips[e], ids, na + nb, NULL, &pen, &pooled, &err), &err);
@@ -669,10 +596,8 @@ void test_sd3_text__empty_prompt(void)
 {
     lm_error err;
     golden_set s;
-    if (!set_open(&s, "golden/sd35m_text.safetensors")) {
-        set_close(&s);
+    if (!set_open(&s, "golden/sd35m_text.safetensors"))
         return;
-    }
     lm_tensor *pl = NULL, *ql = NULL, *pg = NULL, *qg = NULL, *t = NULL, *ctx = NULL, *y = NULL;
     CHECK_OK(lm_clip_encode(s.clip_l, NULL, 0, NULL, &pl, &ql, &err), &err);
     CHECK_OK(lm_clip_encode(s.clip_g, NULL, 0, NULL, &pg, &qg, &err), &err);
@@ -724,7 +649,7 @@ static void check_weighted(const lm_tensor *zw, const lm_tensor *z, const lm_ten
                            const double *w)
 {
     lm_tensor *hw = host(zw), *h = host(z), *he = host(ze);
-    REQUIRE(hw && h && he && shapes_equal(zw, z));
+    REQUIRE(hw && h && he && gold_shapes_equal(zw, z));
     const float *pw = lm_tensor_data(hw), *p = lm_tensor_data(h), *pe = lm_tensor_data(he);
     int64_t rows = z->shape[1], cols = z->shape[2], ecols = ze->shape[1];
     double worst = 0;
@@ -748,14 +673,12 @@ void test_sd3_text__token_weights_encoders(void)
 {
     lm_error err;
     golden_set s;
-    if (!set_open(&s, "golden/sd3m_text.safetensors")) {
-        set_close(&s);
+    if (!set_open(&s, "golden/sd3m_text.safetensors"))
         return;
-    }
     size_t na, nb, nt;
-    int32_t *ia = golden_ids(&s, "positive.clip_g.ids", &na);
-    int32_t *ib = golden_ids(&s, "clip_full75.clip_g.ids", &nb);
-    int32_t *it = golden_ids(&s, "positive.t5xxl.ids", &nt);
+    int32_t *ia = gold_ids(s.golden, "positive.clip_g.ids", &na);
+    int32_t *ib = gold_ids(s.golden, "clip_full75.clip_g.ids", &nb);
+    int32_t *it = gold_ids(s.golden, "positive.t5xxl.ids", &nt);
     int32_t *ids = concat_ids(ia, na, ib, nb);
     double *w = malloc((na + nb + nt) * sizeof(double));
     for (size_t i = 0; i < na + nb + nt; i++)
@@ -784,29 +707,6 @@ void test_sd3_text__token_weights_encoders(void)
 }
 
 /* ---- missing encoders ---- */
-
-typedef struct {
-    lm_sd3_text_ids in[3];
-    int32_t *ids[3];
-} case_ids;
-
-static void case_ids_load(golden_set *s, const char *cas, case_ids *c)
-{
-    const char *encs[3] = { "clip_l", "clip_g", "t5xxl" };
-    memset(c, 0, sizeof(*c));
-    for (int i = 0; i < 3; i++) {
-        char name[160];
-        snprintf(name, sizeof(name), "%s.%s.ids", cas, encs[i]);
-        c->ids[i] = golden_ids(s, name, &c->in[i].n);
-        c->in[i].ids = c->ids[i];
-    }
-}
-
-static void case_ids_free(case_ids *c)
-{
-    for (int i = 0; i < 3; i++)
-        free(c->ids[i]);
-}
 
 static void no_clip_l(golden_set *s, const case_ids *c)
 {
@@ -1122,10 +1022,8 @@ void test_sd3_text__allocation_failures(void)
 {
     golden_set s;
     case_ids c;
-    if (!set_open(&s, "golden/sd3m_text.safetensors")) {
-        set_close(&s);
+    if (!set_open(&s, "golden/sd3m_text.safetensors"))
         return;
-    }
     case_ids_load(&s, "positive", &c);
     double w[77];
     for (int i = 0; i < 77; i++)

@@ -51,34 +51,24 @@ static void bf16_case(const char *what, int64_t M, int64_t K, int64_t N, lm_dtyp
                       double tight)
 {
     lm_error err;
-    int64_t xs[2] = { M, K }, ws[2] = { N, K }, bs[1] = { N }, ys[2] = { M, N };
-    float *xv, *wv, *bv = NULL;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 11, -1, 1, 2, xs);
-    lm_tensor *w = tt_rand(&wv, wdt, 12, -1, 1, 2, ws);
-    lm_tensor *b = bias ? tt_rand(&bv, LM_DTYPE_F32, 13, -1, 1, 1, bs) : NULL;
+    int64_t xs[2] = { M, K }, ys[2] = { M, N };
+    tt_operands c;
+    tt_linear_operands(&c, 2, xs, N, wdt, bias, 11);
     lm_tensor *y = NULL;
     float *want = malloc((size_t)(M * N) * sizeof(float));
-    float *want32 = malloc((size_t)(M * N) * sizeof(float));
-    ref_linear_bf16(want, xv, wv, bv, M, K, N);
-    ref_linear(want32, xv, wv, bv, M, K, N);
+    ref_linear_bf16(want, c.xv, c.wv, c.bv, M, K, N);
     lm_precision_set(LM_PRECISION_BF16);
-    CHECK_OK(lm_linear(&y, x, w, b, &err), &err);
+    CHECK_OK(lm_linear(&y, c.x, c.w, c.b, &err), &err);
     lm_precision_set(LM_PRECISION_F32);
     CHECK(tt_shape_is(y, 2, ys));
     char label[160];
     snprintf(label, sizeof(label), "%s vs bf16-rounded double", what);
     tt_check(label, y, want, M * N, tight, tight);
     snprintf(label, sizeof(label), "%s vs f32", what);
-    tt_check(label, y, want32, M * N, 8e-3 * sqrt((double)K), 1e-2);
+    tt_check(label, y, c.want, M * N, 8e-3 * sqrt((double)K), 1e-2);
     lm_tensor_free(y);
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    lm_tensor_free(b);
-    free(xv);
-    free(wv);
-    free(bv);
     free(want);
-    free(want32);
+    tt_operands_fini(&c);
 }
 
 void test_tensor_bf16__setting(void)
@@ -138,26 +128,22 @@ void test_tensor_bf16__strided_input(void)
     if (!have_bf16())
         return;
     lm_error err;
-    int64_t xs[3] = { 2, 77, 64 }, ws[2] = { 96, 64 }, ys[3] = { 2, 77, 96 };
-    float *xv, *wv;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 4, -1, 1, 3, xs);
-    lm_tensor *w = tt_rand(&wv, LM_DTYPE_F16, 5, -1, 1, 2, ws);
-    lm_tensor *xt = tt_strided_copy(x), *y = NULL;
+    int64_t xs[3] = { 2, 77, 64 }, ys[3] = { 2, 77, 96 };
+    tt_operands c;
+    tt_linear_operands(&c, 3, xs, 96, LM_DTYPE_F16, false, 4);
+    lm_tensor *xt = tt_strided_copy(c.x), *y = NULL;
     REQUIRE(xt && !lm_tensor_is_contiguous(xt));
     float *want = malloc(2 * 77 * 96 * sizeof(float));
-    ref_linear_bf16(want, xv, wv, NULL, 2 * 77, 64, 96);
+    ref_linear_bf16(want, c.xv, c.wv, NULL, 2 * 77, 64, 96);
     lm_precision_set(LM_PRECISION_BF16);
-    CHECK_OK(lm_linear(&y, xt, w, NULL, &err), &err);
+    CHECK_OK(lm_linear(&y, xt, c.w, NULL, &err), &err);
     lm_precision_set(LM_PRECISION_F32);
     CHECK(tt_shape_is(y, 3, ys));
     tt_check("[2,77,64] strided, bf16", y, want, 2 * 77 * 96, 1e-5, 1e-5);
     lm_tensor_free(y);
     lm_tensor_free(xt);
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    free(xv);
-    free(wv);
     free(want);
+    tt_operands_fini(&c);
 }
 
 /* With LOOM_CPU_BASELINE=1 (read once, at the first check) BF16 is not native and lm_linear

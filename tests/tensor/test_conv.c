@@ -14,38 +14,32 @@ static void run_case(const char *what, conv_case c)
 {
     lm_error err;
     int64_t xs[4] = { c.B, c.Ci, c.H, c.W }, ws[4] = { c.Co, c.Ci, c.kh, c.kw }, bs[1] = { c.Co };
-    float *xv, *wv, *bv = NULL;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 41, -1, 1, 4, xs);
-    lm_tensor *w = tt_rand(&wv, c.wdt, 42, -0.5f, 0.5f, 4, ws);
-    lm_tensor *b = c.bias ? tt_rand(&bv, LM_DTYPE_F32, 43, -1, 1, 1, bs) : NULL;
-    lm_tensor *xin = c.strided_input ? tt_strided_copy(x) : x;
+    tt_operands o = { 0 };
+    o.x = tt_rand(&o.xv, LM_DTYPE_F32, 41, -1, 1, 4, xs);
+    o.w = tt_rand(&o.wv, c.wdt, 42, -0.5f, 0.5f, 4, ws);
+    o.b = c.bias ? tt_rand(&o.bv, LM_DTYPE_F32, 43, -1, 1, 1, bs) : NULL;
+    lm_tensor *xin = c.strided_input ? tt_strided_copy(o.x) : o.x;
     REQUIRE(xin);
     int64_t Ho = ref_conv_out(c.H, c.kh, c.stride, c.top, c.bottom);
     int64_t Wo = ref_conv_out(c.W, c.kw, c.stride, c.left, c.right);
     int64_t n = c.B * c.Co * Ho * Wo;
-    float *want = malloc((size_t)n * sizeof(float));
-    ref_conv2d(want, xv, wv, bv, c.B, c.Ci, c.H, c.W, c.Co, c.kh, c.kw, c.stride, c.top, c.left,
-               c.bottom, c.right);
+    o.want = malloc((size_t)n * sizeof(float));
+    ref_conv2d(o.want, o.xv, o.wv, o.bv, c.B, c.Ci, c.H, c.W, c.Co, c.kh, c.kw, c.stride, c.top,
+               c.left, c.bottom, c.right);
     lm_conv2d_opts opts = { .stride = c.stride,
                             .pad_top = c.top,
                             .pad_left = c.left,
                             .pad_bottom = c.bottom,
                             .pad_right = c.right };
     lm_tensor *y = NULL;
-    CHECK_OK(lm_conv2d(&y, xin, w, b, &opts, &err), &err);
+    CHECK_OK(lm_conv2d(&y, xin, o.w, o.b, &opts, &err), &err);
     int64_t ys[4] = { c.B, c.Co, Ho, Wo };
     CHECK(tt_shape_is(y, 4, ys));
-    tt_check(what, y, want, n, 2e-5, 2e-5);
+    tt_check(what, y, o.want, n, 2e-5, 2e-5);
     lm_tensor_free(y);
-    if (xin != x)
+    if (xin != o.x)
         lm_tensor_free(xin);
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    lm_tensor_free(b);
-    free(xv);
-    free(wv);
-    free(bv);
-    free(want);
+    tt_operands_fini(&o);
 }
 
 void test_tensor_conv__3x3_same_padding(void)

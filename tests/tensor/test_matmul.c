@@ -9,26 +9,15 @@ static void linear_case(const char *what, int64_t M, int64_t K, int64_t N, lm_dt
                         double tol)
 {
     lm_error err;
-    int64_t xs[2] = { M, K }, ws[2] = { N, K }, bs[1] = { N };
-    float *xv, *wv, *bv = NULL;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 1, -1, 1, 2, xs);
-    lm_tensor *w = tt_rand(&wv, wdt, 2, -1, 1, 2, ws);
-    lm_tensor *b = bias ? tt_rand(&bv, LM_DTYPE_F32, 3, -1, 1, 1, bs) : NULL;
+    int64_t xs[2] = { M, K }, ys[2] = { M, N };
+    tt_operands c;
+    tt_linear_operands(&c, 2, xs, N, wdt, bias, 1);
     lm_tensor *y = NULL;
-    float *want = malloc((size_t)(M * N) * sizeof(float));
-    ref_linear(want, xv, wv, bv, M, K, N);
-    CHECK_OK(lm_linear(&y, x, w, b, &err), &err);
-    int64_t ys[2] = { M, N };
+    CHECK_OK(lm_linear(&y, c.x, c.w, c.b, &err), &err);
     CHECK(tt_shape_is(y, 2, ys));
-    tt_check(what, y, want, M * N, tol, tol);
+    tt_check(what, y, c.want, M * N, tol, tol);
     lm_tensor_free(y);
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    lm_tensor_free(b);
-    free(xv);
-    free(wv);
-    free(bv);
-    free(want);
+    tt_operands_fini(&c);
 }
 
 void test_tensor_matmul__linear_f32_odd_sizes(void)
@@ -58,28 +47,20 @@ void test_tensor_matmul__linear_weight_dtypes(void)
 void test_tensor_matmul__linear_batched_and_strided_input(void)
 {
     lm_error err;
-    int64_t xs[3] = { 2, 77, 64 }, ws[2] = { 96, 64 };
-    float *xv, *wv;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 4, -1, 1, 3, xs);
-    lm_tensor *w = tt_rand(&wv, LM_DTYPE_F16, 5, -1, 1, 2, ws);
-    lm_tensor *xt = tt_strided_copy(x), *y = NULL, *y2 = NULL;
+    int64_t xs[3] = { 2, 77, 64 }, ys[3] = { 2, 77, 96 };
+    tt_operands c;
+    tt_linear_operands(&c, 3, xs, 96, LM_DTYPE_F16, false, 4);
+    lm_tensor *xt = tt_strided_copy(c.x), *y = NULL, *y2 = NULL;
     REQUIRE(xt && !lm_tensor_is_contiguous(xt));
-    float *want = malloc(2 * 77 * 96 * sizeof(float));
-    ref_linear(want, xv, wv, NULL, 2 * 77, 64, 96);
-    REQUIRE_OK(lm_linear(&y, x, w, NULL, &err), &err);
-    int64_t ys[3] = { 2, 77, 96 };
+    REQUIRE_OK(lm_linear(&y, c.x, c.w, NULL, &err), &err);
     CHECK(tt_shape_is(y, 3, ys));
-    tt_check("[2,77,64] contiguous", y, want, 2 * 77 * 96, 1e-5, 1e-5);
-    REQUIRE_OK(lm_linear(&y2, xt, w, NULL, &err), &err);
-    tt_check("[2,77,64] strided", y2, want, 2 * 77 * 96, 1e-5, 1e-5);
+    tt_check("[2,77,64] contiguous", y, c.want, 2 * 77 * 96, 1e-5, 1e-5);
+    REQUIRE_OK(lm_linear(&y2, xt, c.w, NULL, &err), &err);
+    tt_check("[2,77,64] strided", y2, c.want, 2 * 77 * 96, 1e-5, 1e-5);
     lm_tensor_free(y);
     lm_tensor_free(y2);
     lm_tensor_free(xt);
-    lm_tensor_free(x);
-    lm_tensor_free(w);
-    free(xv);
-    free(wv);
-    free(want);
+    tt_operands_fini(&c);
 }
 
 void test_tensor_matmul__linear_shape_errors(void)

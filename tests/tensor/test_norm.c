@@ -9,25 +9,19 @@ static void group_norm_case(const char *what, int64_t B, int64_t C, int64_t H, i
 {
     lm_error err;
     int64_t xs[4] = { B, C, H, W }, cs[1] = { C };
-    float *xv, *gv = NULL, *bv = NULL;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 51, offset - 1, offset + 1, 4, xs);
-    lm_tensor *g = affine ? tt_rand(&gv, pdt, 52, 0.5f, 1.5f, 1, cs) : NULL;
-    lm_tensor *b = affine ? tt_rand(&bv, pdt, 53, -1, 1, 1, cs) : NULL;
+    tt_operands o = { 0 }; /* w is the scale gamma */
+    o.x = tt_rand(&o.xv, LM_DTYPE_F32, 51, offset - 1, offset + 1, 4, xs);
+    o.w = affine ? tt_rand(&o.wv, pdt, 52, 0.5f, 1.5f, 1, cs) : NULL;
+    o.b = affine ? tt_rand(&o.bv, pdt, 53, -1, 1, 1, cs) : NULL;
     int64_t n = B * C * H * W;
-    float *want = malloc((size_t)n * sizeof(float));
-    ref_group_norm(want, xv, gv, bv, B, C, H * W, groups, 1e-6f);
+    o.want = malloc((size_t)n * sizeof(float));
+    ref_group_norm(o.want, o.xv, o.wv, o.bv, B, C, H * W, groups, 1e-6f);
     lm_tensor *y = NULL;
-    CHECK_OK(lm_group_norm(&y, x, g, b, groups, 1e-6f, &err), &err);
+    CHECK_OK(lm_group_norm(&y, o.x, o.w, o.b, groups, 1e-6f, &err), &err);
     CHECK(tt_shape_is(y, 4, xs));
-    tt_check(what, y, want, n, 1e-4, 1e-4);
+    tt_check(what, y, o.want, n, 1e-4, 1e-4);
     lm_tensor_free(y);
-    lm_tensor_free(x);
-    lm_tensor_free(g);
-    lm_tensor_free(b);
-    free(xv);
-    free(gv);
-    free(bv);
-    free(want);
+    tt_operands_fini(&o);
 }
 
 void test_tensor_norm__group_norm(void)
@@ -54,35 +48,29 @@ static void row_norm_case(const char *what, int kind, int64_t rows, int64_t C, b
 {
     lm_error err;
     int64_t xs[2] = { rows, C }, cs[1] = { C };
-    float *xv, *gv = NULL, *bv = NULL;
-    lm_tensor *x = tt_rand(&xv, LM_DTYPE_F32, 61, offset - 2, offset + 2, 2, xs);
-    lm_tensor *g = affine ? tt_rand(&gv, pdt, 62, 0.5f, 1.5f, 1, cs) : NULL;
-    lm_tensor *b = affine ? tt_rand(&bv, pdt, 63, -1, 1, 1, cs) : NULL;
-    lm_tensor *xin = strided ? tt_strided_copy(x) : x;
-    float *want = malloc((size_t)(rows * C) * sizeof(float));
+    tt_operands o = { 0 }; /* w is the scale gamma */
+    o.x = tt_rand(&o.xv, LM_DTYPE_F32, 61, offset - 2, offset + 2, 2, xs);
+    o.w = affine ? tt_rand(&o.wv, pdt, 62, 0.5f, 1.5f, 1, cs) : NULL;
+    o.b = affine ? tt_rand(&o.bv, pdt, 63, -1, 1, 1, cs) : NULL;
+    lm_tensor *xin = strided ? tt_strided_copy(o.x) : o.x;
+    o.want = malloc((size_t)(rows * C) * sizeof(float));
     lm_tensor *y = NULL;
     if (kind == 0) {
-        ref_layer_norm(want, xv, gv, bv, rows, C, 1e-6f);
-        CHECK_OK(lm_layer_norm(&y, xin, g, b, 1e-6f, &err), &err);
+        ref_layer_norm(o.want, o.xv, o.wv, o.bv, rows, C, 1e-6f);
+        CHECK_OK(lm_layer_norm(&y, xin, o.w, o.b, 1e-6f, &err), &err);
     } else if (kind == 1) {
-        ref_rms_norm(want, xv, gv, rows, C, 1e-6f);
-        CHECK_OK(lm_rms_norm(&y, xin, g, 1e-6f, &err), &err);
+        ref_rms_norm(o.want, o.xv, o.wv, rows, C, 1e-6f);
+        CHECK_OK(lm_rms_norm(&y, xin, o.w, 1e-6f, &err), &err);
     } else {
-        ref_softmax(want, xv, rows, C);
+        ref_softmax(o.want, o.xv, rows, C);
         CHECK_OK(lm_softmax(&y, xin, &err), &err);
     }
     CHECK(tt_shape_is(y, 2, xs));
-    tt_check(what, y, want, rows * C, 2e-5, 1e-4);
+    tt_check(what, y, o.want, rows * C, 2e-5, 1e-4);
     lm_tensor_free(y);
-    if (xin != x)
+    if (xin != o.x)
         lm_tensor_free(xin);
-    lm_tensor_free(x);
-    lm_tensor_free(g);
-    lm_tensor_free(b);
-    free(xv);
-    free(gv);
-    free(bv);
-    free(want);
+    tt_operands_fini(&o);
 }
 
 void test_tensor_norm__layer_norm(void)

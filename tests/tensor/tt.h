@@ -1,6 +1,7 @@
-/* tests/tensor/tt.h — helpers shared by the tensor tests: random tensors whose stored
- * values are known exactly (decoded with the reference decoders, not with dtype.c), host
- * copies of results, and a comparison that prints the largest difference.
+/* tests/tensor/tt.h — helpers shared by the tensor tests (and other tests that build small
+ * tensors): random tensors whose stored values are known exactly (decoded with the
+ * reference decoders, not with dtype.c), tensors from given values, host copies of results,
+ * and a comparison that prints the largest difference.
  * Header-only (static inline): the test runner compiles only tests/<area>/test_*.c. */
 #ifndef LM_TESTS_TENSOR_TT_H
 #define LM_TESTS_TENSOR_TT_H
@@ -122,6 +123,40 @@ static inline bool tt_shape_is(const lm_tensor *t, int ndim, const int64_t *shap
         if (t->shape[i] != shape[i])
             return false;
     return true;
+}
+
+/* The operands of an op under test, input x, weight w and bias b (each optional), with host
+ * copies of their stored values (tt_rand's), and the reference result want (malloc'd);
+ * tt_operands_fini frees whatever is set. */
+typedef struct {
+    lm_tensor *x, *w, *b;
+    float *xv, *wv, *bv, *want;
+} tt_operands;
+
+static inline void tt_operands_fini(tt_operands *o)
+{
+    lm_tensor_free(o->x);
+    lm_tensor_free(o->w);
+    lm_tensor_free(o->b);
+    free(o->xv);
+    free(o->wv);
+    free(o->bv);
+    free(o->want);
+}
+
+/* lm_linear's operands: x of shape xs[xnd] (F32, last dim K), w [N, K] of dtype wdt and,
+ * with bias, b [N] (F32), uniform in [-1, 1) from seeds seed, seed + 1 and seed + 2; want
+ * is ref_linear of their stored values, [M, N] with M the product of x's leading dims. */
+static inline void tt_linear_operands(tt_operands *o, int xnd, const int64_t *xs, int64_t N,
+                                      lm_dtype wdt, bool bias, uint64_t seed)
+{
+    int64_t K = xs[xnd - 1], M = tt_numel(xnd - 1, xs), ws[2] = { N, K }, bs[1] = { N };
+    memset(o, 0, sizeof(*o));
+    o->x = tt_rand(&o->xv, LM_DTYPE_F32, seed, -1, 1, xnd, xs);
+    o->w = tt_rand(&o->wv, wdt, seed + 1, -1, 1, 2, ws);
+    o->b = bias ? tt_rand(&o->bv, LM_DTYPE_F32, seed + 2, -1, 1, 1, bs) : NULL;
+    o->want = malloc((size_t)(M * N) * sizeof(float));
+    ref_linear(o->want, o->xv, o->wv, o->bv, M, K, N);
 }
 
 /* A non-contiguous view with x's values: x is copied into a tensor whose dims 0 and 1

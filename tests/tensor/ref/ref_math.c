@@ -9,30 +9,31 @@
 
 /* ---- formats ---- */
 
-double ref_f16_decode(uint16_t h)
+/* An IEEE 754 binary format with e exponent bits (bias 2^(e-1) - 1) and m stored mantissa
+ * bits: f16 is (5, 10), bf16 (8, 7). */
+static double ieee_decode(unsigned bits, int e, int m)
 {
-    int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
+    unsigned sign = bits >> (e + m), emax = (1u << e) - 1;
+    unsigned exp = (bits >> m) & emax, man = bits & ((1u << m) - 1);
+    int bias = (int)(emax >> 1);
     double v;
-    if (exp == 31)
+    if (exp == emax)
         v = man ? (double)NAN : (double)INFINITY;
     else if (exp == 0)
-        v = ldexp(man, -24);
+        v = ldexp(man, 1 - bias - m);
     else
-        v = ldexp(1024 + man, exp - 25);
+        v = ldexp((1u << m) + man, (int)exp - bias - m);
     return sign ? -v : v;
+}
+
+double ref_f16_decode(uint16_t h)
+{
+    return ieee_decode(h, 5, 10);
 }
 
 double ref_bf16_decode(uint16_t h)
 {
-    int sign = h >> 15, exp = (h >> 7) & 255, man = h & 127;
-    double v;
-    if (exp == 255)
-        v = man ? (double)NAN : (double)INFINITY;
-    else if (exp == 0)
-        v = ldexp(man, -133);
-    else
-        v = ldexp(128 + man, exp - 134);
-    return sign ? -v : v;
+    return ieee_decode(h, 8, 7);
 }
 
 double ref_f8e4m3_decode(uint8_t c)

@@ -46,20 +46,11 @@ void ref_upsample2x(float *y, const float *x, int64_t planes, int64_t H, int64_t
                 y[(p * 2 * H + i) * 2 * W + j] = x[(p * H + i / 2) * W + j / 2];
 }
 
-void ref_patchify(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int p)
-{
-    int64_t h = H / p, w = W / p, F = (int64_t)p * p * C;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t iy = 0; iy < H; iy++)
-                for (int64_t ix = 0; ix < W; ix++) {
-                    int64_t tok = (iy / p) * w + ix / p;
-                    int64_t feat = ((iy % p) * p + ix % p) * C + c;
-                    y[(b * h * w + tok) * F + feat] = x[((b * C + c) * H + iy) * W + ix];
-                }
-}
-
-void ref_unpatchify(float *y, const float *x, int64_t B, int64_t C, int64_t h, int64_t w, int p)
+/* Moves every element between images [B, C, h*p, w*p] and tokens [B, h*w, p*p*C] (tokens
+ * row-major over the patch grid, features (py, px, c)): to the tokens when to_tokens, back
+ * otherwise. */
+static void patch_move(float *y, const float *x, int64_t B, int64_t C, int64_t h, int64_t w, int p,
+                       bool to_tokens)
 {
     int64_t H = h * p, W = w * p, F = (int64_t)p * p * C;
     for (int64_t b = 0; b < B; b++)
@@ -68,8 +59,23 @@ void ref_unpatchify(float *y, const float *x, int64_t B, int64_t C, int64_t h, i
                 for (int64_t ix = 0; ix < W; ix++) {
                     int64_t tok = (iy / p) * w + ix / p;
                     int64_t feat = ((iy % p) * p + ix % p) * C + c;
-                    y[((b * C + c) * H + iy) * W + ix] = x[(b * h * w + tok) * F + feat];
+                    int64_t img = ((b * C + c) * H + iy) * W + ix,
+                            seq = (b * h * w + tok) * F + feat;
+                    if (to_tokens)
+                        y[seq] = x[img];
+                    else
+                        y[img] = x[seq];
                 }
+}
+
+void ref_patchify(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int p)
+{
+    patch_move(y, x, B, C, H / p, W / p, p, true);
+}
+
+void ref_unpatchify(float *y, const float *x, int64_t B, int64_t C, int64_t h, int64_t w, int p)
+{
+    patch_move(y, x, B, C, h, w, p, false);
 }
 
 void ref_embedding(float *y, const float *table, int64_t C, const int64_t *ids, int64_t n)
