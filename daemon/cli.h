@@ -88,5 +88,7 @@ bool lm_cli_parse_set(char *arg, lm_override *out);
 
 int lm_cmd_run(lm_app *app, int argc, char **argv);
 int lm_cmd_validate(lm_app *app, int argc, char **argv);
+/* `loom models`: lists the models directory (daemon/cmd_models.c). */
+int lm_cmd_models(lm_app *app, int argc, char **argv);
 
 #endif

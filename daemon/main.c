@@ -1,10 +1,10 @@
 /* daemon/main.c — the `loom` program: subcommand dispatch, --help and --version.
  *
- * Before the commands that set up an lm_app (run, validate, nodes) the configuration file is
- * loaded (daemon/config.h): `--config FILE` anywhere among the command's arguments is taken
- * out of argv here, so no command parses it, and the file's values are exported into the
- * environment before lm_app_init or anything else reads it. `tensors` and `golden` read no
- * configuration. */
+ * Before the commands that set up an lm_app (run, validate, nodes, models) the configuration
+ * file is loaded (daemon/config.h): `--config FILE` anywhere among the command's arguments
+ * is taken out of argv here, so no command parses it, and the file's values are exported
+ * into the environment before lm_app_init or anything else reads it. `tensors` and `golden`
+ * read no configuration. */
 #include "core/base/lm.h"
 #include "daemon/cli.h"
 #include "daemon/cmd_golden.h"
@@ -28,15 +28,17 @@ static const char help[] =
     "                     --device cpu|cuda|cuda:N|auto (default auto), --threads N\n"
     "  validate WORKFLOW  check a workflow without running it; --strict, --set, --json\n"
     "  nodes [NAME]       list the node types, or describe one; --json, --markdown\n"
+    "  models [FOLDER]    list the models directory: each model's size and what it holds;\n"
+    "                     --models DIR, --json\n"
     "  tensors FILE       list a safetensors checkpoint's metadata and tensors; --json\n"
     "  golden DIR         check Loom against a folder of golden files; --tokenizers DIR\n"
     "\n"
     "options:\n"
     "  -h, --help         this help\n"
     "  -V, --version      the version\n"
-    "  --config FILE      for run, validate and nodes (anywhere after the command): a YAML file\n"
-    "                     of defaults (models, output, device, threads, ...); default\n"
-    "                     $LOOM_CONFIG, else loom/config.yaml in $XDG_CONFIG_HOME or\n"
+    "  --config FILE      for run, validate, nodes and models (anywhere after the command): a\n"
+    "                     YAML file of defaults (models, output, device, threads, ...);\n"
+    "                     default $LOOM_CONFIG, else loom/config.yaml in $XDG_CONFIG_HOME or\n"
     "                     ~/.config if it is there; empty: none. Flags beat the environment,\n"
     "                     which beats the file\n"
     "\n"
@@ -103,8 +105,8 @@ int main(int argc, char **argv)
         return lm_cmd_tensors(argc - 1, argv + 1);
     if (strcmp(cmd, "golden") == 0)
         return lm_cmd_golden(argc - 1, argv + 1);
-    bool takes_config =
-        strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0 || strcmp(cmd, "nodes") == 0;
+    bool takes_config = strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0 ||
+                        strcmp(cmd, "nodes") == 0 || strcmp(cmd, "models") == 0;
     int code = takes_config ? load_config(cmd, &argc, argv) : LM_EXIT_OK;
     if (code != LM_EXIT_OK)
         return code;
@@ -118,6 +120,8 @@ int main(int argc, char **argv)
         code = lm_cmd_validate(&app, argc - 1, argv + 1);
     else if (strcmp(cmd, "nodes") == 0)
         code = lm_cmd_nodes(argc - 1, argv + 1, app.registry, &app.env);
+    else if (strcmp(cmd, "models") == 0)
+        code = lm_cmd_models(&app, argc - 1, argv + 1);
     else {
         fprintf(stderr, "loom: unknown command \"%s\"; run loom --help for the list.\n", cmd);
         code = LM_EXIT_USAGE;

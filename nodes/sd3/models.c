@@ -164,6 +164,113 @@ lm_status lm_sd3_models_probe(const char *path, lm_sd3_file_info *info, lm_error
     return st;
 }
 
+/* ---- descriptions (`loom models`) ---- */
+
+/* The dtype most of a component's weight bytes are stored in (F16 for none). */
+static lm_safetensors_dtype main_dtype(const lm_sd3_weights *w)
+{
+    uint64_t bytes[LM_SAFETENSORS_DTYPE_COUNT] = { 0 };
+    size_t first = 0, n = lm_safetensors_find_prefix(w->st, w->prefix, &first);
+    for (size_t i = first; i < first + n; i++) {
+        const lm_safetensors_entry *e = lm_safetensors_at(w->st, i);
+        bytes[e->dtype] += e->bytes;
+    }
+    lm_safetensors_dtype best = LM_SAFETENSORS_F16;
+    for (int d = 0; d < LM_SAFETENSORS_DTYPE_COUNT; d++)
+        if (bytes[d] > bytes[best])
+            best = (lm_safetensors_dtype)d;
+    return best;
+}
+
+/* The flavour is told by the features that set the released models apart: MMDiT-X's
+ * second image attention (SD3.5 Medium), q/k norm without it (SD3.5 Large). */
+static lm_status describe_mmdit(const lm_sd3_weights *w, lm_str *s, lm_error *err)
+{
+    lm_mmdit_config cfg;
+    lm_status st = lm_mmdit_config_infer(&cfg, w, err);
+    if (st != LM_OK)
+        return st;
+    const char *flavour = cfg.n_x_self_attn > 0             ? "SD3.5 Medium"
+                          : cfg.qk_norm != LM_MMDIT_QK_NONE ? "SD3.5 Large"
+                                                            : "SD3 Medium";
+    lm_str_appendf(s, "%s (%s: depth %d, width %d", cfg.n_x_self_attn ? "MMDiT-X" : "MMDiT",
+                   flavour, cfg.depth, cfg.hidden);
+    if (cfg.n_x_self_attn > 0)
+        lm_str_appendf(s, ", x self-attention in %d blocks", cfg.n_x_self_attn);
+    lm_safetensors_dtype dt = main_dtype(w);
+    if (dt != LM_SAFETENSORS_F16)
+        lm_str_appendf(s, ", %s", lm_safetensors_dtype_name(dt));
+    lm_str_append(s, ")");
+    return LM_OK;
+}
+
+/* Every component but the MMDiT: its name, and what is worth a note in parentheses. */
+static void describe_other(const file_entry *f, lm_sd3_component c, lm_str *s)
+{
+    lm_sd3_file_info info;
+    info_of(f, &info);
+    const char *name = lm_sd3_component_name(c);
+    int width = 0;
+    if (c == LM_SD3_CLIP_L && info.clip_standalone) {
+        /* the widths of the released CLIPs, as CLIPLoader tells them apart */
+        bool l = info.clip_width == 768, g = info.clip_width == 1280;
+        name = l ? "CLIP-L" : g ? "CLIP-G" : "CLIP";
+        width = l || g ? 0 : info.clip_width;
+    }
+    lm_safetensors_dtype dt = main_dtype(&f->w[c]);
+    lm_str_append(s, name);
+    if (width && dt != LM_SAFETENSORS_F16)
+        lm_str_appendf(s, " (width %d, %s)", width, lm_safetensors_dtype_name(dt));
+    else if (width)
+        lm_str_appendf(s, " (width %d)", width);
+    else if (dt != LM_SAFETENSORS_F16)
+        lm_str_appendf(s, " (%s)", lm_safetensors_dtype_name(dt));
+}
+
+/* Called with the lock held. */
+static lm_status describe_file(const file_entry *f, lm_str *s, lm_error *err)
+{
+    bool any = false;
+    for (int c = 0; c < LM_SD3_COMPONENT_COUNT; c++) {
+        if (!f->found[c])
+            continue;
+        lm_str_append(s, any ? ", " : "");
+        any = true;
+        if (c != LM_SD3_MMDIT) {
+            describe_other(f, (lm_sd3_component)c, s);
+            continue;
+        }
+        lm_status st = describe_mmdit(&f->w[c], s, err);
+        if (st != LM_OK)
+            return st;
+    }
+    if (!any)
+        lm_str_append(s, "no SD3 weights (MMDiT, VAE, CLIP or T5-XXL)");
+    return LM_OK;
+}
+
+lm_status lm_sd3_models_describe(const char *path, char *buf, size_t size, lm_error *err)
+{
+    char *rp = real_path(path);
+    if (!rp)
+        return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory probing a model file");
+    lm_str s;
+    lm_str_init(&s);
+    file_entry *f = NULL;
+    pthread_mutex_lock(&mgr.lock);
+    lm_status st = file_get(rp, &f, err);
+    if (st == LM_OK)
+        st = describe_file(f, &s, err);
+    pthread_mutex_unlock(&mgr.lock);
+    if (st == LM_OK && s.oom)
+        st = lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory describing %.200s", rp);
+    if (st == LM_OK)
+        lm_strlcpy(buf, lm_str_cstr(&s), size);
+    lm_str_fini(&s);
+    lm_free(rp);
+    return st;
+}
+
 /* ---- parts ---- */
 
 static const char *part_name(lm_sd3_part_kind kind)

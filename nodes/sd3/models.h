@@ -117,6 +117,16 @@ typedef struct {
 
 /* Opens (once) the file at path and reports what it holds. */
 lm_status lm_sd3_models_probe(const char *path, lm_sd3_file_info *info, lm_error *err);
+/* One line saying what the file (or diffusers folder) at path holds, for `loom models`:
+ * its components in the order MMDiT, VAE, CLIP-L, CLIP-G, T5-XXL, comma-separated; the
+ * MMDiT with the flavour its tensor shapes tell ("MMDiT (SD3 Medium: depth 24, width
+ * 1536)", "MMDiT-X (SD3.5 Medium: depth 24, width 1536, x self-attention in 13 blocks)",
+ * "MMDiT (SD3.5 Large: …)"); a standalone CLIP as CLIP-L (width 768) or CLIP-G (1280), or
+ * "CLIP (width N)" for another width (the loaders then decide by order); a component's
+ * dtype when most of its bytes are not F16 ("T5-XXL (F8_E4M3)"). A file without any says
+ * so. Opens the file as lm_sd3_models_probe does (the header only; nothing is loaded).
+ * Errors: the file's (unreadable, not safetensors), or an MMDiT whose shapes do not fit. */
+lm_status lm_sd3_models_describe(const char *path, char *buf, size_t size, lm_error *err);
 
 /* A counted reference to component `kind` of the file at `path` for backend `be` (NULL:
  * the CPU; placed by the memory policy above), loading it on first use.
