@@ -127,8 +127,6 @@ static lm_status oom(vstate *s)
 
 /* ---- names ----------------------------------------------------------------------------- */
 
-typedef const char *(*name_fn)(const void *items, size_t i);
-
 static const char *input_name(const void *items, size_t i)
 {
     return ((const lm_input_def *)items)[i].name;
@@ -150,7 +148,7 @@ static const char *string_at(const void *items, size_t i)
 }
 
 /* "a, b, c" with at most 10 names, then "… and N more"; "(none)" for an empty list. */
-static void join_names(char *buf, size_t size, const void *items, size_t n, name_fn name)
+static void join_names(char *buf, size_t size, const void *items, size_t n, lm_name_at_fn name)
 {
     lm_str s;
     lm_str_init(&s);
@@ -163,20 +161,6 @@ static void join_names(char *buf, size_t size, const void *items, size_t n, name
 }
 
 /* The name closest to `want` (edit distance at most a third of its length, at least 2). */
-static const char *closest(const char *want, const void *items, size_t n, name_fn name)
-{
-    size_t limit = LM_MAX(strlen(want) / 3, 2), best_d = limit + 1;
-    const char *best = NULL;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = lm_str_edit_distance(want, name(items, i), limit + 1);
-        if (d < best_d) {
-            best_d = d;
-            best = name(items, i);
-        }
-    }
-    return best;
-}
-
 static size_t count_strings(const char *const *list)
 {
     size_t n = 0;
@@ -380,7 +364,7 @@ static lm_status set_node_input(vstate *s, size_t ni, const char *input, const l
                                  "override %s: node type %s has no input \"%s\"; its inputs "
                                  "are: %s",
                                  ov->name, def->name, input, names);
-            const char *near = closest(input, def->inputs, def->n_inputs, input_name);
+            const char *near = lm_str_closest(input, def->inputs, def->n_inputs, input_name);
             if (near)
                 lm_error_hint(e, "did you mean %s.%s?", n->id, near);
             return LM_OK;
@@ -401,7 +385,7 @@ static void unknown_override(vstate *s, const lm_override *ov)
                          "no workflow parameter or node input is named \"%s\"; the parameters "
                          "are: %s",
                          ov->name, names);
-    const char *near = closest(ov->name, s->g->params, s->g->n_params, param_name);
+    const char *near = lm_str_closest(ov->name, s->g->params, s->g->n_params, param_name);
     if (near)
         lm_error_hint(e, "did you mean %s?", near);
     else
@@ -473,7 +457,7 @@ static void param_choices(vstate *s, size_t pi, const lm_value *v)
     join_names(names, sizeof(names), p->choices, n, string_at);
     lm_error *e = report(s, (place){ NULL, p->name, p->loc }, LM_EINVAL, "value_not_in_list",
                          "\"%s\" is not among the choices: %s", str, names);
-    const char *near = closest(str, p->choices, n, string_at);
+    const char *near = lm_str_closest(str, p->choices, n, string_at);
     if (near)
         lm_error_hint(e, "did you mean \"%s\"?", near);
     else
@@ -529,7 +513,7 @@ static lm_value *param_value(vstate *s, place at, const char *name)
                          "refers to workflow parameter \"%s\", which is not declared; the "
                          "parameters are: %s",
                          name, names);
-    const char *near = closest(name, s->g->params, s->g->n_params, param_name);
+    const char *near = lm_str_closest(name, s->g->params, s->g->n_params, param_name);
     if (near)
         lm_error_hint(e, "did you mean %s?", near);
     else
@@ -661,7 +645,7 @@ static void not_in_list(vstate *s, place at, const char *str, const char *const 
     join_names(names, sizeof(names), list, n, string_at);
     lm_error *e = report(s, at, LM_EINVAL, "value_not_in_list",
                          "\"%s\" is not among the choices: %s", str, names);
-    const char *near = closest(str, list, n, string_at);
+    const char *near = lm_str_closest(str, list, n, string_at);
     if (near)
         lm_error_hint(e, "did you mean \"%s\"?", near);
     else if (n == 0)
@@ -797,7 +781,7 @@ static int link_output(vstate *s, place at, const lm_graph_input *gi, size_t src
         lm_error *e = report(s, at, LM_ENOTFOUND, "invalid_link",
                              "node \"%s\" (%s) has no output \"%s\"; its outputs are: %s", sn->id,
                              sd->name, gi->link_output, names);
-        const char *near = closest(gi->link_output, sd->outputs, sd->n_outputs, output_name);
+        const char *near = lm_str_closest(gi->link_output, sd->outputs, sd->n_outputs, output_name);
         if (near)
             lm_error_hint(e, "did you mean %s.%s?", sn->id, near);
         return -1;
@@ -861,7 +845,7 @@ static void check_graph_inputs(vstate *s, size_t ni)
             lm_error *e = report(s, at, LM_EINVAL, "unknown_input",
                                  "node type %s has no input \"%s\"; its inputs are: %s", def->name,
                                  gi->name, names);
-            const char *near = closest(gi->name, def->inputs, def->n_inputs, input_name);
+            const char *near = lm_str_closest(gi->name, def->inputs, def->n_inputs, input_name);
             if (near)
                 lm_error_hint(e, "did you mean %s?", near);
             else

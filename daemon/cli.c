@@ -249,15 +249,12 @@ static size_t peak_bytes(const lm_cli_progress *p)
 /* "; peak memory 12.3 MB" (decimal units), or "" without a backend. */
 static void peak_text(const lm_cli_progress *p, char *buf, size_t size)
 {
-    static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
     buf[0] = '\0';
     if (!p->backend)
         return;
-    double v = (double)peak_bytes(p);
-    size_t u = 0;
-    for (; v >= 1000 && u + 1 < LM_COUNTOF(units); u++)
-        v /= 1000;
-    snprintf(buf, size, u ? "; peak memory %.1f %s" : "; peak memory %.0f %s", v, units[u]);
+    char peak[32];
+    lm_format_bytes(peak_bytes(p), peak, sizeof(peak));
+    snprintf(buf, size, "; peak memory %s", peak);
 }
 
 static void json_event(lm_cli_progress *p, const lm_event *ev)

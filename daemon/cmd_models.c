@@ -265,20 +265,6 @@ static bool selected(const listing *l, int folder)
 
 /* ---- text ---- */
 
-/* "10.9 GB", "312.4 MB", "12 B": decimal units, as file managers show sizes. */
-static void format_size(unsigned long long n, char *buf, size_t size)
-{
-    double x = (double)n;
-    if (n >= 1000000000ull)
-        snprintf(buf, size, "%.1f GB", x / 1e9);
-    else if (n >= 1000000ull)
-        snprintf(buf, size, "%.1f MB", x / 1e6);
-    else if (n >= 1000ull)
-        snprintf(buf, size, "%.1f kB", x / 1e3);
-    else
-        snprintf(buf, size, "%llu B", n);
-}
-
 static void print_text(FILE *out, const listing *l)
 {
     size_t width = 0;
@@ -301,7 +287,7 @@ static void print_text(FILE *out, const listing *l)
         for (size_t i = 0; i < fr->names.count; i++) {
             const model_row *r = &fr->rows[i];
             char size[32];
-            format_size(r->bytes, size, sizeof(size));
+            lm_format_bytes(r->bytes, size, sizeof(size));
             fprintf(out, "  %-*s  %8s  %s%s\n", (int)width, r->name, size,
                     r->failed ? "error: " : "", r->what);
         }

@@ -290,26 +290,16 @@ static const key_def *find_key(const char *name)
     return NULL;
 }
 
-/* The known key closest to name (edit distance at most a third of its length, at least 2),
- * as validate.c suggests node names; NULL when none is close. */
-static const char *closest_key(const char *name)
+/* Candidate i of the "did you mean" list: the keys, then the reserved serve section. */
+static const char *key_at(const void *items, size_t i)
 {
-    size_t limit = LM_MAX(strlen(name) / 3, 2), best_d = limit + 1;
-    const char *best = NULL;
-    for (size_t i = 0; i <= N_KEYS; i++) {
-        const char *cand = i < N_KEYS ? keys[i].key : serve_key;
-        size_t d = lm_str_edit_distance(name, cand, limit + 1);
-        if (d < best_d) {
-            best_d = d;
-            best = cand;
-        }
-    }
-    return best;
+    LM_UNUSED(items);
+    return i < N_KEYS ? keys[i].key : serve_key;
 }
 
 static lm_status unknown_key(reader *r, const yaml_node_t *n, const char *name)
 {
-    const char *near = closest_key(name);
+    const char *near = lm_str_closest(name, NULL, N_KEYS + 1, key_at);
     char hint[256];
     if (near) {
         snprintf(hint, sizeof(hint), "did you mean \"%s\"?", near);

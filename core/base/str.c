@@ -169,6 +169,30 @@ size_t lm_str_edit_distance(const char *a, const char *b, size_t cap)
     return row[lb] < cap ? row[lb] : cap;
 }
 
+void lm_format_bytes(uint64_t n, char *buf, size_t size)
+{
+    static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
+    double v = (double)n;
+    size_t u = 0;
+    for (; v >= 1000 && u + 1 < LM_COUNTOF(units); u++)
+        v /= 1000;
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+const char *lm_str_closest(const char *want, const void *items, size_t n, lm_name_at_fn name)
+{
+    size_t limit = LM_MAX(strlen(want) / 3, 2), best_d = limit + 1;
+    const char *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = lm_str_edit_distance(want, name(items, i), limit + 1);
+        if (d < best_d) {
+            best_d = d;
+            best = name(items, i);
+        }
+    }
+    return best;
+}
+
 bool lm_parse_bytes(const char *text, size_t *out)
 {
     if (!text || !text[0])

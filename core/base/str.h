@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char *data;
@@ -39,6 +40,14 @@ size_t lm_str_edit_distance(const char *a, const char *b, size_t cap);
  * so "16MB" is 16M. False, *out untouched, for NULL, "", no number, a negative or NaN one,
  * another letter after it, or a size past SIZE_MAX. */
 bool lm_parse_bytes(const char *text, size_t *out);
+/* n bytes for people, in decimal units: "12 B", "3.1 kB", "312.4 MB", "10.9 GB". */
+void lm_format_bytes(uint64_t n, char *buf, size_t size);
+
+/* The name among n candidates closest to `want` for a "did you mean" hint: edit distance
+ * at most a third of want's length (at least 2), the first of equals; NULL when none is that
+ * close. name(items, i) gives candidate i. */
+typedef const char *(*lm_name_at_fn)(const void *items, size_t i);
+const char *lm_str_closest(const char *want, const void *items, size_t n, lm_name_at_fn name);
 
 /* Joins dir and name with one '/'. Returns false when the result does not fit. */
 bool lm_path_join(char *out, size_t size, const char *dir, const char *name);

@@ -386,20 +386,6 @@ static lm_status skip_layer_guidance(const lm_sd3_denoiser *d, lm_tensor *den, c
 
 /* ---- inpainting: each evaluation ---- */
 
-/* A host F32 result as a tensor on `like`'s backend (host results pass through). */
-static lm_status on_backend_of(lm_tensor **out, lm_tensor *host, const lm_tensor *like,
-                               lm_error *err)
-{
-    lm_backend *be = lm_tensor_backend(like);
-    if (lm_backend_is_host(be)) {
-        *out = host;
-        return LM_OK;
-    }
-    lm_status st = lm_tensor_to(out, host, be, err);
-    lm_tensor_free(host);
-    return st;
-}
-
 /* x (n row blocks of the latent batch) as a host F32 copy, checked against the mask. */
 static lm_status inpaint_rows(const lm_sd3_denoiser *d, const lm_tensor *x, lm_tensor **h,
                               lm_error *err)
@@ -436,13 +422,15 @@ static lm_status inpaint_input(const lm_sd3_denoiser *d, lm_tensor **out, const 
         float noised = sigma * (z ? z[e] : 0.0f) + rest * l[e]; /* CONST.noise_scaling */
         p[i] = p[i] * m[e] + noised * k[e];
     }
-    return on_backend_of(out, h, x, err);
+    st = lm_tensor_move(&h, lm_tensor_backend(x), err); /* back where x was */
+    *out = h;
+    return st;
 }
 
 /* After the model: out*mask + latent*(1-mask), in float32; *den is replaced. */
 static lm_status inpaint_output(const lm_sd3_denoiser *d, lm_tensor **den, lm_error *err)
 {
-    lm_tensor *h = NULL, *res = NULL;
+    lm_tensor *h = NULL;
     lm_status st = inpaint_rows(d, *den, &h, err);
     if (st != LM_OK)
         return st;
@@ -450,12 +438,14 @@ static lm_status inpaint_output(const lm_sd3_denoiser *d, lm_tensor **den, lm_er
     const float *l = lm_tensor_data(d->latent);
     float *p = lm_tensor_data(h);
     int64_t per = lm_tensor_numel(d->mask), count = lm_tensor_numel(h);
-    for (int64_t i = 0; i < count; i++)
-        p[i] = p[i] * m[i % per] + l[i % per] * k[i % per];
-    st = on_backend_of(&res, h, *den, err);
+    for (int64_t i = 0; i < count; i++) {
+        int64_t e = i % per;
+        p[i] = p[i] * m[e] + l[e] * k[e];
+    }
+    st = lm_tensor_move(&h, lm_tensor_backend(*den), err); /* back where den was */
     if (st == LM_OK) {
         lm_tensor_free(*den);
-        *den = res;
+        *den = h;
     }
     return st;
 }

@@ -32,10 +32,9 @@ typedef struct file_entry {
 struct lm_sd3_part {
     struct lm_sd3_part *next;
     lm_sd3_part_kind kind;
-    char *path;          /* real path of the file (or tokenizer directory) */
-    lm_backend *wanted;  /* the backend asked for (part of the key) */
-    lm_backend *placed;  /* where it computes: `wanted`, or the CPU when that was short */
-    size_t device_bytes; /* weight bytes held on a device (0 on the CPU) */
+    char *path;         /* real path of the file (or tokenizer directory) */
+    lm_backend *wanted; /* the backend asked for (part of the key); where it computes is
+                           the loaded object's own (part_backend) */
     int users;
     double last_used;
     void *obj;              /* lm_mmdit, lm_vae, lm_clip, lm_t5 or lm_clip_tokenizer */
@@ -355,26 +354,48 @@ static size_t component_bytes(const lm_sd3_weights *w)
     return bytes;
 }
 
-/* "5.25 GiB", "312.0 MiB" */
-static void human_bytes(size_t n, char *buf, size_t size)
-{
-    double gib = (double)n / (1u << 30), mib = (double)n / (1u << 20);
-    if (gib >= 1.0)
-        snprintf(buf, size, "%.2f GiB", gib);
-    else
-        snprintf(buf, size, "%.1f MiB", mib);
-}
-
 static bool is_text_encoder(lm_sd3_part_kind kind)
 {
     return kind == LM_SD3_PART_CLIP_L || kind == LM_SD3_PART_CLIP_G || kind == LM_SD3_PART_T5;
+}
+
+/* Where a loaded part computes and the weight bytes it holds there (0 on the CPU), as its
+ * object reports them. */
+static lm_backend *part_backend(const lm_sd3_part *p, size_t *device_bytes)
+{
+    size_t bytes = 0;
+    lm_backend *be = lm_backend_cpu();
+    switch (p->kind) {
+    case LM_SD3_PART_MMDIT:
+        be = lm_mmdit_backend(p->obj);
+        bytes = lm_mmdit_device_bytes(p->obj);
+        break;
+    case LM_SD3_PART_VAE:
+        be = lm_vae_backend(p->obj);
+        bytes = lm_vae_device_bytes(p->obj);
+        break;
+    case LM_SD3_PART_CLIP_L:
+    case LM_SD3_PART_CLIP_G:
+        be = lm_clip_backend(p->obj);
+        bytes = lm_clip_device_bytes(p->obj);
+        break;
+    case LM_SD3_PART_T5:
+        be = lm_t5_backend(p->obj);
+        bytes = lm_t5_device_bytes(p->obj);
+        break;
+    case LM_SD3_PART_TOKENIZERS:
+        break;
+    }
+    if (device_bytes)
+        *device_bytes = bytes;
+    return be;
 }
 
 /* Whether an MMDiT computes on `be` now. Called with the lock held. */
 static bool denoiser_on(lm_backend *be)
 {
     for (lm_sd3_part *p = mgr.parts; p; p = p->next)
-        if (p->kind == LM_SD3_PART_MMDIT && p->placed == be)
+        if (p->kind == LM_SD3_PART_MMDIT && part_backend(p, NULL) == be)
             return true;
     return false;
 }
@@ -384,10 +405,12 @@ static bool denoiser_on(lm_backend *be)
 static bool evict_one(lm_backend *be)
 {
     lm_sd3_part **victim = NULL;
-    for (lm_sd3_part **pp = &mgr.parts; *pp; pp = &(*pp)->next)
-        if ((*pp)->users == 0 && (*pp)->placed == be && (*pp)->device_bytes > 0 &&
-            (!victim || (*pp)->last_used < (*victim)->last_used))
+    for (lm_sd3_part **pp = &mgr.parts; *pp; pp = &(*pp)->next) {
+        size_t bytes = 0;
+        bool on_be = part_backend(*pp, &bytes) == be && bytes > 0;
+        if ((*pp)->users == 0 && on_be && (!victim || (*pp)->last_used < (*victim)->last_used))
             victim = pp;
+    }
     if (!victim)
         return false;
     lm_sd3_part *p = *victim;
@@ -432,9 +455,9 @@ static lm_backend *place(lm_backend *be, lm_sd3_part_kind kind, size_t bytes)
     if (free_bytes >= need)
         return be;
     char size[32], res[32], avail[32];
-    human_bytes(bytes, size, sizeof(size));
-    human_bytes(reserve, res, sizeof(res));
-    human_bytes(free_bytes, avail, sizeof(avail));
+    lm_format_bytes(bytes, size, sizeof(size));
+    lm_format_bytes(reserve, res, sizeof(res));
+    lm_format_bytes(free_bytes, avail, sizeof(avail));
     if (is_text_encoder(kind))
         LM_LOG_INFO("models",
                     "%s stays on the CPU: its %s and a reserve of %s do not fit in the %s free "
@@ -457,27 +480,18 @@ static lm_status load_component(lm_sd3_part *p, const file_entry *f, lm_error *e
     lm_backend *be = p->wanted;
     if (!lm_backend_is_host(be))
         be = place(be, p->kind, component_bytes(w));
-    p->placed = be;
     switch (p->kind) {
     case LM_SD3_PART_MMDIT:
-        st = lm_mmdit_load_on((lm_mmdit **)&p->obj, w, be, err);
-        p->device_bytes = st == LM_OK ? lm_mmdit_device_bytes(p->obj) : 0;
-        return st;
+        return lm_mmdit_load_on((lm_mmdit **)&p->obj, w, be, err);
     case LM_SD3_PART_VAE:
-        st = lm_vae_load_on((lm_vae **)&p->obj, w, be, err);
-        p->device_bytes = st == LM_OK ? lm_vae_device_bytes(p->obj) : 0;
-        return st;
+        return lm_vae_load_on((lm_vae **)&p->obj, w, be, err);
     case LM_SD3_PART_CLIP_L:
     case LM_SD3_PART_CLIP_G:
-        st = lm_clip_load_on((lm_clip **)&p->obj, w,
-                             p->kind == LM_SD3_PART_CLIP_L ? LM_CLIP_KIND_L : LM_CLIP_KIND_G, be,
-                             err);
-        p->device_bytes = st == LM_OK ? lm_clip_device_bytes(p->obj) : 0;
-        return st;
+        return lm_clip_load_on((lm_clip **)&p->obj, w,
+                               p->kind == LM_SD3_PART_CLIP_L ? LM_CLIP_KIND_L : LM_CLIP_KIND_G, be,
+                               err);
     case LM_SD3_PART_T5:
-        st = lm_t5_load_on((lm_t5 **)&p->obj, w, be, err);
-        p->device_bytes = st == LM_OK ? lm_t5_device_bytes(p->obj) : 0;
-        return st;
+        return lm_t5_load_on((lm_t5 **)&p->obj, w, be, err);
     default:
         return lm_errorf(err, LM_EINTERNAL, NULL, "bad model part kind %d", (int)p->kind);
     }
@@ -517,7 +531,7 @@ static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_backend *be,
         return lm_errorf(err, LM_ENOMEM, "out_of_memory", "out of memory loading %.200s", rp);
     }
     p->kind = kind;
-    p->wanted = p->placed = be;
+    p->wanted = be;
     double t0 = lm_time_now();
     lm_status st;
     if (kind == LM_SD3_PART_TOKENIZERS) {
@@ -536,7 +550,7 @@ static lm_status part_get(const char *rp, lm_sd3_part_kind kind, lm_backend *be,
         LM_LOG_INFO("models", "loaded tokenizers from %s in %.2f s", rp, lm_time_now() - t0);
     else
         LM_LOG_INFO("models", "loaded %s from %s on %s in %.2f s", part_name(kind), rp,
-                    lm_backend_name(p->placed), lm_time_now() - t0);
+                    lm_backend_name(part_backend(p, NULL)), lm_time_now() - t0);
     if (kind == LM_SD3_PART_TOKENIZERS)
         mgr.stats.tokenizer_loads++;
     else
@@ -631,7 +645,7 @@ const char *lm_sd3_part_path(const lm_sd3_part *p)
 
 lm_backend *lm_sd3_part_backend(const lm_sd3_part *p)
 {
-    return p ? p->placed : lm_backend_cpu();
+    return p ? part_backend(p, NULL) : lm_backend_cpu();
 }
 
 /* ---- statistics and unloading ---- */
@@ -641,8 +655,11 @@ void lm_sd3_models_get_stats(lm_sd3_models_stats *out)
     pthread_mutex_lock(&mgr.lock);
     *out = mgr.stats;
     out->device_bytes = 0;
-    for (const lm_sd3_part *p = mgr.parts; p; p = p->next)
-        out->device_bytes += p->device_bytes;
+    for (const lm_sd3_part *p = mgr.parts; p; p = p->next) {
+        size_t bytes = 0;
+        part_backend(p, &bytes);
+        out->device_bytes += bytes;
+    }
     pthread_mutex_unlock(&mgr.lock);
 }
 
